@@ -9,7 +9,7 @@ from fal_stream.errors import BadInputError
 @pytest.mark.parametrize(
     ("app_id", "alias", "canonical"),
     [
-        ("fal-ai/fast-lcm-diffusion", "fast-lcm-diffusion", "fal-ai/fast-lcm-diffusion"),
+        ("fal-ai/fast-lcm-diffusion", "fast-lcm-diffusion", None),
         (
             "fal-ai/fast-lcm-diffusion/image-to-image",
             "fast-lcm-diffusion",

@@ -113,7 +113,7 @@ def test_token_refresh_schedule() -> None:
 
 async def test_token_background_refresh_while_in_use() -> None:
     """A token in use is re-minted at 90% of its life, before anyone asks."""
-    manager, server, clock = make_manager([ok("a"), ok("b"), ok("c")])
+    manager, server, _clock = make_manager([ok("a"), ok("b"), ok("c")])
     await manager.token(APP)
     for _ in range(20):
         await asyncio.sleep(0)
@@ -127,7 +127,7 @@ async def test_token_background_refresh_while_in_use() -> None:
 
 async def test_token_refresh_failure_retries_after_five_percent() -> None:
     """A failed refresh is retried after 5% of the lifetime, keeping the old one."""
-    manager, server, clock = make_manager(
+    manager, server, _clock = make_manager(
         [ok("a"), status(400), ok("b")], refresh=True
     )
     await manager.token(APP)
@@ -212,7 +212,7 @@ async def test_token_lifetime_from_exp_claim() -> None:
 
 async def test_token_discard_forgets_only_that_token() -> None:
     """A refused token is dropped and the next caller gets a new one."""
-    manager, server, _ = make_manager([ok("a"), ok("b")], refresh=False)
+    manager, _server, _ = make_manager([ok("a"), ok("b")], refresh=False)
     assert await manager.token(APP) == "a"
     manager.discard(APP, "other")
     assert await manager.token(APP) == "a"
