@@ -6,8 +6,9 @@ tuned for one frame every few tens of milliseconds: big JPEGs are decoded at a
 reduced scale, and a JPEG that already fits is passed through untouched.
 
 Pillow does all the coding. simplejpeg was measured against it
-(``bench/bench_codec.py``); both wrap libjpeg-turbo and differ only by the
-numpy-to-PIL copy, about 0.1 ms a frame, which does not pay for a second code path.
+(``bench/bench_codec.py``): both wrap libjpeg-turbo, and simplejpeg only wins by
+skipping the numpy-to-PIL copy (0.1 ms of a 0.5 ms frame); from PIL images,
+which is how frames are encoded here after resizing, Pillow is faster.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import threading
 import warnings
 from collections.abc import Mapping
@@ -43,6 +45,7 @@ _RESAMPLE = Image.Resampling.BILINEAR
 _REDUCING_GAP = 1.0
 # Accept float arrays that overshoot 0..1 by rounding error only.
 _FLOAT_SLACK = 1e-3
+_DATA_URI = re.compile(r"data:(image/[-+.\w]+)?;base64,", re.IGNORECASE)
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
@@ -64,35 +67,33 @@ def to_model_jpeg(
 ) -> bytes:
     """Convert a frame to the square RGB JPEG a realtime model takes.
 
-    Transparent areas become white (an empty sketch canvas is white paper), EXIF
-    rotation is applied, and an animated image gives its first frame. Does not
-    block on I/O; costs a few milliseconds of CPU for a webcam-sized frame.
+    Transparency becomes white (an empty sketch canvas is white paper), EXIF
+    rotation is applied, an animation gives its first frame. CPU only: a few
+    milliseconds for a webcam frame.
 
     Args:
-        image: A numpy array (HxW, HxWx1, HxWx2, HxWx3 or HxWx4; uint8, bool,
-            uint16, other integers in 0..255, or floats in 0..1), a PIL image of
-            any mode (an animated one is rewound to its first frame), encoded
-            bytes in any format Pillow reads, or a ``data:image/...;base64,`` URI.
+        image: A numpy array (HxW, HxWx1, HxWx2, HxWx3 or HxWx4 of uint8, bool,
+            uint16, integers in 0..255 or floats in 0..1), a PIL image of any mode
+            (an animated one is rewound to frame 0), encoded bytes in a format
+            Pillow reads, or a ``data:image/...;base64,`` URI.
         size: Side of the output in pixels, 1 to ``MAX_SIZE``.
-        quality: JPEG quality, 1 to 100. Ignored when the input passes through.
-        fit: ``"crop"`` keeps the centre square; ``"pad"`` keeps the whole image
-            and fills the rest with white.
+        quality: JPEG quality, 1 to 100; unused when the input passes through.
+        fit: ``"crop"`` keeps the centre square; ``"pad"`` keeps everything and
+            fills the sides with white.
 
     Returns:
-        The JPEG bytes. An input that is already an upright RGB JPEG of exactly
-        ``size`` x ``size`` is returned as is, without being decoded.
+        The JPEG. An upright RGB JPEG of exactly ``size`` x ``size`` comes back
+        as the same bytes, never decoded.
 
     Raises:
-        BadInputError: The input is empty, not an image, too large
-            (``MAX_INPUT_PIXELS``, ``MAX_ENCODED_BYTES``), or an option is out of
-            range.
+        BadInputError: The input is empty, not an image or over
+            ``MAX_INPUT_PIXELS`` or ``MAX_ENCODED_BYTES``; an option is invalid.
     """
-    if not 1 <= size <= MAX_SIZE:
-        raise BadInputError(f"size must be 1..{MAX_SIZE} pixels, got {size!r}")
-    if not 1 <= quality <= 100:
-        raise BadInputError(f"quality must be 1..100, got {quality!r}")
-    if fit not in ("crop", "pad"):
-        raise BadInputError(f"fit must be 'crop' or 'pad', got {fit!r}")
+    if not (1 <= size <= MAX_SIZE and 1 <= quality <= 100 and fit in ("crop", "pad")):
+        raise BadInputError(
+            f"use size 1..{MAX_SIZE}, quality 1..100 and fit 'crop' or 'pad'; got "
+            f"size={size!r}, quality={quality!r}, fit={fit!r}"
+        )
 
     data = _encoded_bytes(image)
     if data is None:
@@ -106,8 +107,11 @@ def to_model_jpeg(
             and _orientation(im) == 1
         ):
             return data
-        # Must precede load: libjpeg then decodes at 1/2, 1/4 or 1/8 scale.
-        im.draft(None, _draft_request(im.size, size, fit))
+        # Must precede load: libjpeg then decodes at 1/2, 1/4 or 1/8 scale,
+        # never below the output (its short side for a crop, long for a pad).
+        width, height = im.size
+        side = min(width, height) if fit == "crop" else max(width, height)
+        im.draft(None, (-(-width * size // side), -(-height * size // side)))
         im = _upright(_decode(im))
 
     out = io.BytesIO()
@@ -116,19 +120,16 @@ def to_model_jpeg(
 
 
 def decode_result_image(image: Mapping[str, Any]) -> bytes:
-    """Return the encoded bytes of one image in a fal result.
+    """Return the encoded bytes of one image in a fal result, as sent.
 
     Args:
-        image: An entry of a result's ``images`` list, holding either
-            ``"content"`` (bytes) or ``"url"`` (a ``data:`` URI).
-
-    Returns:
-        The encoded image, as sent.
+        image: An entry of a result's ``images`` list, holding ``"content"``
+            (bytes) or a ``"url"`` that is a ``data:`` URI.
 
     Raises:
-        BadInputError: The entry holds neither, holds an http(s) URL (remote
-            URLs are not fetched; ask for ``sync_mode`` so fal inlines images),
-            is larger than ``MAX_ENCODED_BYTES``, or is not an image.
+        BadInputError: The entry holds neither, or an http(s) URL (remote URLs
+            are not fetched: ``sync_mode`` makes fal inline images), or more
+            than ``MAX_ENCODED_BYTES``, or no known image format.
     """
     content = image.get("content")
     url = image.get("url")
@@ -142,26 +143,19 @@ def decode_result_image(image: Mapping[str, Any]) -> bytes:
             "not fetched, so request sync_mode to get the image inline"
         )
     else:
-        keys = sorted(str(key) for key in image)
-        raise BadInputError(
-            f"the result image has neither content bytes nor a data: url (keys: {keys})"
-        )
+        keys = sorted(map(str, image))
+        raise BadInputError(f"the result image has no content or data: url: {keys}")
 
-    if len(data) > MAX_ENCODED_BYTES:
-        raise BadInputError(_too_many_bytes(len(data)))
+    _check_length(len(data))
     if sniff_content_type(data) == "application/octet-stream":
-        raise BadInputError(f"the result image is not an image ({_describe(data)})")
+        raise BadInputError(f"the result is not an image: {data[:4]!r}...")
     return data
 
 
 def to_array(encoded: bytes) -> npt.NDArray[np.uint8]:
-    """Decode an encoded image to an HxWx3 uint8 RGB array, alpha on white.
+    """Decode an image in any format Pillow reads to HxWx3 uint8 RGB.
 
-    Args:
-        encoded: The image, in any format Pillow reads.
-
-    Returns:
-        A read-only array (copy it before drawing on it).
+    Transparency becomes white. The array is read-only: copy it to draw on it.
 
     Raises:
         BadInputError: The bytes are empty, not an image, or too large.
@@ -170,21 +164,14 @@ def to_array(encoded: bytes) -> npt.NDArray[np.uint8]:
 
 
 def to_data_uri(encoded: bytes, content_type: str = "image/jpeg") -> str:
-    """Wrap encoded bytes in a base64 ``data:`` URI, such as a browser shows.
-
-    Args:
-        encoded: The encoded image.
-        content_type: Its media type; see :func:`sniff_content_type`.
-    """
+    """Wrap an encoded image of type ``content_type`` in a base64 ``data:`` URI."""
     return f"data:{content_type};base64,{base64.b64encode(encoded).decode('ascii')}"
 
 
 def sniff_content_type(encoded: bytes) -> str:
-    """Name the image format from its first bytes, without decoding.
+    """Name an image format from its magic bytes, such as ``"image/png"``.
 
-    Returns:
-        A media type such as ``"image/png"``, or ``"application/octet-stream"``
-        when the bytes start like no known image format.
+    Returns ``"application/octet-stream"`` for bytes of no known image format.
     """
     for magic, offset, content_type in _MAGIC:
         if encoded[offset : offset + len(magic)] == magic:
@@ -242,21 +229,15 @@ def _decode_data_uri(uri: str) -> bytes:
     """Return the bytes of a base64 ``data:`` URI."""
     if not uri:
         raise BadInputError("no image: got an empty string")
-    header, comma, payload = uri.partition(",")
-    media_type = header[5:].split(";")[0]
-    if (
-        not header.startswith("data:")
-        or not comma
-        or not header.endswith(";base64")
-        or not (media_type.startswith("image/") or media_type == "")
-    ):
+    prefix = _DATA_URI.match(uri)
+    if prefix is None:
         raise BadInputError(
             f"expected a data:image/...;base64, URI, got {uri[:40]!r}; file paths "
             "and remote URLs are not read"
         )
-    # Base64 grows data by 4/3; refusing first spares decoding a huge string.
-    if len(payload) > (MAX_ENCODED_BYTES + 2) // 3 * 4:
-        raise BadInputError(_too_many_bytes(len(payload) * 3 // 4))
+    payload = uri[prefix.end() :]
+    # Base64 is 4/3 of the data: refusing first spares decoding a huge string.
+    _check_length(len(payload) * 3 // 4)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -269,8 +250,7 @@ def _open_encoded(data: bytes) -> Image.Image:
     """Read the header of encoded bytes, enforcing the limits; pixels stay lazy."""
     if not data:
         raise BadInputError("no image: got empty bytes")
-    if len(data) > MAX_ENCODED_BYTES:
-        raise BadInputError(_too_many_bytes(len(data)))
+    _check_length(len(data))
     try:
         # Pillow warns above its own bomb limit, which is higher than ours, and
         # warnings are errors in tests: turn the warning into a refusal here.
@@ -284,8 +264,8 @@ def _open_encoded(data: bytes) -> Image.Image:
         ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadInputError(
-            f"the input ({_describe(data)}) is not an image PIL can read "
-            "(JPEG, PNG, WebP, GIF); send an encoded image"
+            f"the input ({len(data)} bytes, {data[:4]!r}...) is not an image PIL "
+            "can read (JPEG, PNG, WebP, GIF); send an encoded image"
         ) from exc
     _check_pixels(im.size)
     return im
@@ -420,15 +400,6 @@ def _fit(im: Image.Image, size: int, fit: Fit) -> Image.Image:
     return canvas
 
 
-def _draft_request(image_size: tuple[int, int], size: int, fit: Fit) -> tuple[int, int]:
-    """Return the smallest decode size that still covers the output."""
-    width, height = image_size
-    if fit == "crop":
-        return (size, size)
-    longest = max(width, height)
-    return (max(1, -(-size * width // longest)), max(1, -(-size * height // longest)))
-
-
 def _orientation(im: Image.Image) -> int:
     """Return the EXIF orientation (1 is upright); cheap before the pixels load."""
     if "exif" not in im.info:
@@ -443,14 +414,10 @@ def _upright(im: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(im) or im
 
 
-def _too_many_bytes(count: int) -> str:
-    """Say an encoded image is too long and what to do."""
-    return (
-        f"the image is {count / 1e6:.1f} MB encoded; use an image under "
-        f"{MAX_ENCODED_BYTES // (1024 * 1024)} MB"
-    )
-
-
-def _describe(data: bytes) -> str:
-    """Describe bytes for an error message, by length and magic number."""
-    return f"{len(data)} bytes starting {data[:4]!r}"
+def _check_length(count: int) -> None:
+    """Refuse encoded images over MAX_ENCODED_BYTES."""
+    if count > MAX_ENCODED_BYTES:
+        raise BadInputError(
+            f"the image is {count / 1e6:.1f} MB encoded; use an image under "
+            f"{MAX_ENCODED_BYTES // (1024 * 1024)} MB"
+        )

@@ -387,8 +387,8 @@ def test_decode_result_image_reads_content_and_data_urls() -> None:
     [
         ({"url": "https://v3.fal.media/files/cat.jpeg"}, "remote URLs are not fetched"),
         ({"url": "http://localhost/cat.jpeg"}, "remote URLs are not fetched"),
-        ({"width": 512}, "neither content"),
-        ({"content": b""}, "neither content"),
+        ({"width": 512}, "no content or data: url"),
+        ({"content": b""}, "no content or data: url"),
         ({"content": b"plain text, not an image"}, "not an image"),
         ({"url": "data:image/jpeg;base64,@@@@"}, "malformed base64"),
     ],
