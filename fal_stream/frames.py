@@ -216,7 +216,7 @@ def _source(image: ImageInput) -> Image.Image:
         _check_pixels(image.size)
         if getattr(image, "is_animated", False) and image.tell() != 0:
             image.seek(0)
-        return image
+        return _decode(image)
     if image is None:
         raise BadInputError("no image: got None")
     raise BadInputError(

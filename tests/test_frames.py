@@ -497,3 +497,11 @@ def test_is_blank_sees_one_stroke() -> None:
     assert not frames.is_blank(layer)
     layer[10, 10] = (255, 255, 255, 255)
     assert frames.is_blank(layer)
+
+
+def test_to_model_jpeg_refuses_a_truncated_pil_image() -> None:
+    """A lazily opened PIL image whose data is cut off raises BadInputError."""
+    noisy = np.random.default_rng(2).integers(0, 256, (64, 64, 3), np.uint8)
+    data = encode(Image.fromarray(noisy), "PNG")
+    with pytest.raises(BadInputError, match="damaged or truncated"):
+        frames.to_model_jpeg(Image.open(io.BytesIO(data[: len(data) // 2])))
