@@ -1,0 +1,36 @@
+"""Two ``gr.Image`` variants that keep frames encoded on the hot path.
+
+Stock ``gr.Image`` decodes every webcam frame into an array, and writes every output
+frame to a cache file that the browser then fetches. The browser already sends JPEG
+and the model already answers JPEG, so these pass the encoded bytes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from gradio.data_classes import ImageData
+
+
+class WebcamFrames(gr.Image):
+    """A streaming webcam input whose handler receives the browser's data URI.
+
+    The value handed to the handler is the ``data:image/jpeg;base64,...`` string
+    the browser captured, undecoded; anything else (an uploaded file) is decoded
+    as ``gr.Image`` would, into a numpy array.
+    """
+
+    def preprocess(self, payload: ImageData | None) -> Any:
+        if payload is not None and payload.url and payload.url.startswith("data:"):
+            return payload.url
+        return super().preprocess(payload)
+
+
+class DataURLImage(gr.Image):
+    """An output image set from a ``data:`` URI, with no file written per frame."""
+
+    def postprocess(self, value: Any) -> ImageData | None:
+        if isinstance(value, str) and value.startswith("data:"):
+            return ImageData(url=value, mime_type=value[5 : value.find(";")])
+        return super().postprocess(value)  # type: ignore[return-value]
