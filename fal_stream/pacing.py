@@ -77,6 +77,11 @@ class Pacer(Generic[FrameT]):
         return self._pending
 
     @property
+    def last_seq(self) -> int:
+        """The number of the newest frame offered, or 0."""
+        return self._last_seq
+
+    @property
     def in_flight(self) -> int:
         """How many sent frames await their result."""
         return len(self._in_flight)

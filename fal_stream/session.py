@@ -205,6 +205,7 @@ class RealtimeSession:
         self._token = ""
         self._failures = 0
         self._refusals = 0
+        self._parked_seq = 0
         self._closed = False
 
     @property
@@ -268,12 +269,11 @@ class RealtimeSession:
 
     async def _run(self) -> None:
         while True:
-            if self._pacer.pending is None or self._state is SessionState.FAILED:
-                # After a final failure only a frame offered later tries again.
+            pending = self._pacer.pending
+            # After a final failure only a frame offered since tries again.
+            if pending is None or pending.seq <= self._parked_seq:
                 self._wake.clear()
                 await self._wake.wait()
-                if self._state is SessionState.FAILED:
-                    self._state = SessionState.IDLE
                 continue
             connection = await self._open()
             if connection is not None:
@@ -495,7 +495,11 @@ class RealtimeSession:
             error.retry_in_s = delay
         if error is not None:
             self._report(error)
-        self._state = SessionState.FAILED if final else SessionState.BACKING_OFF
+        if final:
+            self._state = SessionState.FAILED
+            self._parked_seq = self._pacer.last_seq
+        else:
+            self._state = SessionState.BACKING_OFF
         await asyncio.sleep(delay)
         if not final:
             self._state = SessionState.IDLE

@@ -163,6 +163,7 @@ class TokenManager:
         self._refreshers: dict[str, asyncio.Task[None]] = {}
         self._last_used: dict[str, float] = {}
         self.mints = 0
+        self.discards = 0
 
     async def token(self, app: AppId) -> str:
         """Return a fresh token for ``app``, minting one only when needed.
@@ -189,6 +190,7 @@ class TokenManager:
         held = self._tokens.get(app.alias)
         if held is not None and held.value == token:
             del self._tokens[app.alias]
+            self.discards += 1
             logger.info("dropped a refused token for %s", app.alias)
 
     async def aclose(self) -> None:
