@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports gradio, which otherwise reports usage to its servers.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 from collections.abc import Iterator
 
 import pytest
