@@ -251,6 +251,12 @@ class _Session:
         except BadInputError as exc:
             await self._fail(str(exc))
             return False
+        except Exception as exc:
+            # A bug of ours, not the client's: log it in full, but answer as
+            # fal's template does for any exception in the model.
+            logger.exception("%s: the preview model failed", self.name)
+            await self._fail(f"the model failed: {type(exc).__name__}")
+            return False
         stats.last_prompt = item.prompt
 
         inference_s = self.loop.time() - started
