@@ -44,6 +44,7 @@ def test_parse_input_defaults() -> None:
     assert item.seed == 77
     assert item.sync_mode is False
     assert item.enable_safety_checks is True
+    assert item.request_id is None
 
 
 def test_parse_input_reads_every_field() -> None:
@@ -55,7 +56,8 @@ def test_parse_input_reads_every_field() -> None:
         guidance_scale=3,
         sync_mode=True,
         enable_safety_checks=False,
-        request_id="ignored",
+        request_id="frame-7",
+        model_name="ignored",
     )
 
     item = parse_input(frame, _seed)
@@ -64,6 +66,7 @@ def test_parse_input_reads_every_field() -> None:
     assert item.guidance_scale == 3.0
     assert item.sync_mode is True
     assert item.enable_safety_checks is False
+    assert item.request_id == "frame-7"
 
 
 def test_parse_input_takes_a_data_uri() -> None:

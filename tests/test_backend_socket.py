@@ -70,6 +70,14 @@ async def test_socket_result_shape(backend: LocalBackend) -> None:
     assert timings["timing"] == result["timings"]["inference"]
     assert backend.stats.results == 1
     assert backend.stats.last_prompt == "a red barn"
+    assert "request_id" not in result
+
+
+async def test_socket_echoes_a_request_id(backend: LocalBackend) -> None:
+    """A string request_id in an input comes back in its result."""
+    async with await _open(backend) as ws:
+        await ws.send(packed_input(request_id="frame-12"))
+        assert (await next_result(ws))["request_id"] == "frame-12"
 
 
 async def test_socket_sync_mode_returns_a_data_uri(backend: LocalBackend) -> None:

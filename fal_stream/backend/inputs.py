@@ -45,6 +45,8 @@ class ModelInput:
         guidance_scale: 0 to 20; accepted for fidelity, unused by the preview.
         sync_mode: Return the image as a data URI rather than bytes.
         enable_safety_checks: Accepted for fidelity; safety flags come from faults.
+        request_id: A client's own id for the input, echoed in its result as the
+            hosted LCM apps did; ``None`` when absent or not a string.
     """
 
     prompt: str
@@ -55,6 +57,7 @@ class ModelInput:
     guidance_scale: float
     sync_mode: bool
     enable_safety_checks: bool
+    request_id: str | None = None
 
 
 def parse_input(frame: bytes | str, random_seed: Callable[[], int]) -> ModelInput:
@@ -86,6 +89,7 @@ def parse_input(frame: bytes | str, random_seed: Callable[[], int]) -> ModelInpu
     if not isinstance(prompt, str):
         raise BadInputError(f"'prompt' must be a string, not {_kind(prompt)}")
     seed = decoded.get("seed")
+    request_id = decoded.get("request_id")
     return ModelInput(
         prompt=prompt,
         image_data=_image_data(decoded),
@@ -101,6 +105,7 @@ def parse_input(frame: bytes | str, random_seed: Callable[[], int]) -> ModelInpu
         ),
         sync_mode=_flag(decoded, "sync_mode", default=False),
         enable_safety_checks=_flag(decoded, "enable_safety_checks", default=True),
+        request_id=request_id if isinstance(request_id, str) else None,
     )
 
 

@@ -269,6 +269,7 @@ class _Session:
             inference_s=inference_s,
             sync_mode=item.sync_mode,
             nsfw=nsfw,
+            request_id=item.request_id,
         )
         fault = faults.result
         if fault == "none" or not spend(faults, "result_times"):

@@ -45,11 +45,12 @@ def result_payload(
     inference_s: float,
     sync_mode: bool,
     nsfw: bool = False,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Build the output map of one input.
 
     With ``sync_mode`` the image travels as a data URI under ``url``, as fal
-    returns it; otherwise as bytes under ``content``.
+    returns it; otherwise as bytes under ``content``. A ``request_id`` is echoed.
     """
     image: dict[str, Any] = {
         "width": width,
@@ -60,7 +61,7 @@ def result_payload(
         image["url"] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
     else:
         image["content"] = jpeg
-    return {
+    payload: dict[str, Any] = {
         "images": [image],
         "timings": {"inference": inference_s},
         "seed": seed,
@@ -68,6 +69,9 @@ def result_payload(
         "nsfw_content_detected": [nsfw],
         "has_nsfw_concepts": [nsfw],
     }
+    if request_id is not None:
+        payload["request_id"] = request_id
+    return payload
 
 
 def pack(payload: object) -> bytes:
