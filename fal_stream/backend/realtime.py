@@ -6,6 +6,11 @@ new input pushes out the oldest, as fal's template does; the worker paints the
 pending inputs in order and sends one result per input, followed by a timings
 message. A bad input ends the connection with ``INTERNAL_ERROR`` and close 1000,
 and so does ``idle_timeout_s`` without input, with ``TIMEOUT``.
+
+Every close the backend makes on its own uses code 1000, as fal's template does,
+the injected ``Unauthorized`` message included: the JSON message before the close
+says why. Only the ``close_code`` fault (any code) and the ``drop`` fault (no close
+frame at all, 1006 for the client) differ.
 """
 
 from __future__ import annotations
