@@ -445,7 +445,9 @@ class RealtimeSession:
         elif ending is _Closing.WEDGED:
             await self._fail(None)
         else:
-            reason = connection.close_reason or "no close frame"
+            reason = connection.close_reason or (
+                "no close frame" if code in (None, 1006) else "no reason given"
+            )
             await self._fail(
                 ConnectionLostError(
                     f"lost the connection to the model (code {code}: {reason}); "
