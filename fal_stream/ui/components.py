@@ -21,6 +21,10 @@ class WebcamFrames(gr.Image):
     as ``gr.Image`` would, into a numpy array.
     """
 
+    # Marks a variant of a built-in component, so the browser uses gr.Image's own
+    # front end instead of looking for a custom one.
+    is_template = True
+
     def preprocess(self, payload: ImageData | None) -> Any:
         if payload is not None and payload.url and payload.url.startswith("data:"):
             return payload.url
@@ -29,6 +33,8 @@ class WebcamFrames(gr.Image):
 
 class DataURLImage(gr.Image):
     """An output image set from a ``data:`` URI, with no file written per frame."""
+
+    is_template = True
 
     def postprocess(self, value: Any) -> ImageData | None:
         if isinstance(value, str) and value.startswith("data:"):
