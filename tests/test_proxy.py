@@ -593,7 +593,7 @@ def test_proxy_routes_mint_at_the_configured_rest_url(
 
 
 @contextlib.contextmanager
-def _gradio_app(routes: list[BaseRoute]) -> Iterator[str]:
+def gradio_app(routes: list[BaseRoute]) -> Iterator[str]:
     """Launch a throwaway Blocks on loopback with ``routes`` mounted beside it."""
     import gradio as gr
 
@@ -625,7 +625,7 @@ async def test_gradio_mount_serves_both_routes() -> None:
     runtime = Runtime(Settings(backend="local"))
     assert runtime.local is not None
     try:
-        with _gradio_app(proxy_routes(runtime, ON)) as base:
+        with gradio_app(proxy_routes(runtime, ON)) as base:
             assert httpx.get(base + "/").status_code == 200
             proxied = _proxy(base, headers={"Origin": base})
             assert proxied.status_code == 201
@@ -652,6 +652,6 @@ async def test_gradio_mount_disabled_has_no_routes() -> None:
     # Async only so that Gradio finds a running loop rather than making one that
     # nothing closes.
     runtime = Runtime(Settings(fal_key=KEY, rest_url="http://127.0.0.1:9"))
-    with _gradio_app(proxy_routes(runtime, ProxyConfig.from_env({}))) as base:
+    with gradio_app(proxy_routes(runtime, ProxyConfig.from_env({}))) as base:
         assert _proxy(base).status_code == 404
         assert httpx.post(f"{base}/api/fal/realtime-token").status_code == 404
