@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fal_stream.backend import LocalBackend
 from fal_stream.config import Settings
 from fal_stream.proxy import proxy_routes
 from fal_stream.proxy_policy import ProxyConfig
@@ -56,29 +57,38 @@ def node() -> str:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[tuple[str, Runtime]]:
-    """A Gradio app with the proxy on (secret required), on the built-in backend."""
+async def served() -> AsyncIterator[tuple[str, LocalBackend]]:
+    """A Gradio app with the proxy on (secret required), and its built-in backend."""
     runtime = Runtime(Settings(backend="local"))
+    assert runtime.local is not None
     config = ProxyConfig(enabled=True, secret=SECRET)
     try:
         with gradio_app(proxy_routes(runtime, config)) as base:
-            yield base, runtime
+            yield base, runtime.local
     finally:
         await runtime.aclose()
         runtime.stop_backend()
 
 
-def _run_client(node: str, tmp_path: Path, **settings: Any) -> dict[str, Any]:
-    """Run realtime.mjs with ``settings`` and return what it printed."""
+def _run_client(
+    node: str, served: tuple[str, LocalBackend], tmp_path: Path, **settings: Any
+) -> dict[str, Any]:
+    """Run realtime.mjs against ``served`` with ``settings``; return its report."""
+    base, backend = served
     image = tmp_path / "frame.jpg"
     image.write_bytes(encoded_image(96, 96, "orange"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAL_KEY")} | {
-        "NODE_NO_WARNINGS": "1"
+    settings |= {
+        "server": base,
+        "runHost": backend.run_host,
+        "app": APP_ID,
+        "image": str(image),
     }
+    # The client must get its token from us, not from a key of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAL_KEY")}
     done = subprocess.run(
-        [node, "realtime.mjs", json.dumps({"image": str(image), **settings})],
+        [node, "realtime.mjs", json.dumps(settings)],
         cwd=JS_DIR,
-        env=env,
+        env=env | {"NODE_NO_WARNINGS": "1"},
         capture_output=True,
         text=True,
         timeout=NODE_TIMEOUT_S,
@@ -92,50 +102,28 @@ def _run_client(node: str, tmp_path: Path, **settings: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["proxy", "tokenProvider"])
 async def test_js_client_realtime_through_the_proxy(
-    node: str, served: tuple[str, Runtime], tmp_path: Path, mode: str
+    node: str, served: tuple[str, LocalBackend], tmp_path: Path, mode: str
 ) -> None:
     """fal's JS client mints through our route, sends frames and gets results."""
-    base, runtime = served
-    assert runtime.local is not None
-
-    report = _run_client(
-        node,
-        tmp_path,
-        mode=mode,
-        server=base,
-        runHost=runtime.local.run_host,
-        app=APP_ID,
-        frames=3,
-        secret=SECRET,
-    )
+    report = _run_client(node, served, tmp_path, mode=mode, frames=3, secret=SECRET)
 
     assert report["errors"] == []
     assert [r["seed"] for r in report["results"]] == [100, 101, 102]
     assert all(r["bytes"] > 0 for r in report["results"])
     assert report["tokens"] == 1
-    assert runtime.local.stats.tokens_minted == 1
+    assert served[1].stats.tokens_minted == 1
 
 
 async def test_js_client_without_the_secret_gets_no_token(
-    node: str, served: tuple[str, Runtime], tmp_path: Path
+    node: str, served: tuple[str, LocalBackend], tmp_path: Path
 ) -> None:
     """Without the shared secret the client's mint is refused and no socket opens."""
-    base, runtime = served
-    assert runtime.local is not None
-
     report = _run_client(
-        node,
-        tmp_path,
-        mode="tokenProvider",
-        server=base,
-        runHost=runtime.local.run_host,
-        app=APP_ID,
-        frames=1,
-        secret="",
+        node, served, tmp_path, mode="tokenProvider", frames=1, secret=""
     )
 
     assert report["results"] == []
     assert len(report["errors"]) == 1
     assert "token route answered 401" in report["errors"][0]
     assert "x-fal-stream-secret" in report["errors"][0]
-    assert runtime.local.stats.tokens_minted == 0
+    assert served[1].stats.tokens_minted == 0
