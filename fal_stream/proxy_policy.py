@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
+
 from .endpoints import DEFAULT_REALTIME_PATH, DEFAULT_REST_URL, AppId, token_url
 from .errors import BadInputError, ConfigError, FalStreamError
 
@@ -104,13 +106,23 @@ class ProxyConfig:
             )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
-        """Read the proxy settings from ``environ`` (default ``os.environ``).
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv_path: str | os.PathLike[str] | None = ".env",
+    ) -> ProxyConfig:
+        """Read the proxy settings from ``environ`` (default ``os.environ``) and a
+        ``.env`` file, the environment winning, as :meth:`Settings.from_env` does.
 
         Raises:
             ConfigError: A value is malformed or out of range.
         """
-        env = os.environ if environ is None else environ
+        env: dict[str, str] = {}
+        if dotenv_path is not None and os.path.exists(dotenv_path):
+            env.update(
+                {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+            )
+        env.update(os.environ if environ is None else environ)
 
         def get(name: str) -> str:
             return env.get(name, "").strip()

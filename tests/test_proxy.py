@@ -652,6 +652,8 @@ async def test_gradio_mount_disabled_has_no_routes() -> None:
     # Async only so that Gradio finds a running loop rather than making one that
     # nothing closes.
     runtime = Runtime(Settings(fal_key=KEY, rest_url="http://127.0.0.1:9"))
-    with gradio_app(proxy_routes(runtime, ProxyConfig.from_env({}))) as base:
+    with gradio_app(
+        proxy_routes(runtime, ProxyConfig.from_env({}, dotenv_path=None))
+    ) as base:
         assert _proxy(base).status_code == 404
         assert httpx.post(f"{base}/api/fal/realtime-token").status_code == 404

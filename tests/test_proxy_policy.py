@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -283,7 +284,7 @@ def test_token_app_refusals(requested: Any, status: int) -> None:
 
 def test_proxy_config_from_env_defaults_off() -> None:
     """With nothing set the proxy is off, same-origin only, 30 mints a minute."""
-    config = ProxyConfig.from_env({})
+    config = ProxyConfig.from_env({}, dotenv_path=None)
 
     assert config == ProxyConfig()
     assert not config.enabled
@@ -302,7 +303,8 @@ def test_proxy_config_from_env_reads_everything() -> None:
             "FAL_STREAM_PROXY_MAX_TOKEN_S": "60",
             "FAL_STREAM_PROXY_APPS": "fal-ai/flux/dev, fal-ai/lcm-sd15-i2i",
             "FAL_STREAM_PROXY_FORWARDED_HOPS": "1",
-        }
+        },
+        dotenv_path=None,
     )
 
     assert config.enabled
@@ -332,4 +334,15 @@ def test_proxy_config_from_env_reads_everything() -> None:
 def test_proxy_config_from_env_refuses_bad_values(environ: dict[str, str]) -> None:
     """A malformed or out-of-range value is a ConfigError."""
     with pytest.raises(ConfigError):
-        ProxyConfig.from_env(environ)
+        ProxyConfig.from_env(environ, dotenv_path=None)
+
+
+def test_proxy_config_from_env_reads_dotenv(tmp_path: Path) -> None:
+    """A .env file is read too, and the environment wins over it."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("FAL_STREAM_PROXY=1\nFAL_STREAM_PROXY_RATE=5\n")
+
+    config = ProxyConfig.from_env({"FAL_STREAM_PROXY_RATE": "7"}, dotenv_path=dotenv)
+
+    assert config.enabled
+    assert config.rate_per_min == 7
