@@ -15,12 +15,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import contextlib
 import gc
+import hashlib
 import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     import gradio as gr
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -168,7 +169,7 @@ def draw_stroke(
     points: Sequence[tuple[float, float]],
     steps: int = 1,
     *,
-    pause_ms: float = 0,
+    duration_ms: float = 0,
     release: bool = True,
 ) -> None:
     """Press the mouse on an element, drag it through ``points``, and let go.
@@ -179,51 +180,155 @@ def draw_stroke(
         points: Positions as fractions of the element's box, (0, 0) top left and
             (1, 1) bottom right; the first is where the button goes down.
         steps: Mouse-move events Playwright sends between two points.
-        pause_ms: Wait after each point, in milliseconds, to draw slowly.
+        duration_ms: Spread the moves evenly over this many milliseconds, to
+            draw slowly; 0 moves as fast as Playwright can.
         release: Release the button at the end; pass False to release it
             yourself with ``page.mouse.up()``.
     """
-    box = page.locator(selector).bounding_box()
-    assert box is not None, f"{selector} is not visible"
-
-    def at(point: tuple[float, float]) -> tuple[float, float]:
-        return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
-
-    page.mouse.move(*at(points[0]))
+    positions = _on_page(page, selector, points)
+    page.mouse.move(*positions[0])
     page.mouse.down()
-    for point in points[1:]:
-        page.mouse.move(*at(point), steps=steps)
-        if pause_ms:
-            page.wait_for_timeout(pause_ms)
+    started = time.monotonic()
+    for index, position in enumerate(positions[1:], start=1):
+        page.mouse.move(*position, steps=steps)
+        # Wait for the wall-clock schedule, since each move itself takes time.
+        due_s = started + duration_ms / 1000 * index / (len(positions) - 1)
+        if (ahead_s := due_s - time.monotonic()) > 0:
+            page.wait_for_timeout(ahead_s * 1000)
     if release:
         page.mouse.up()
 
 
+def draw_stroke_with(
+    page: Page,
+    selector: str,
+    points: Sequence[tuple[float, float]],
+    pointer: Literal["touch", "pen"],
+) -> None:
+    """Draw one stroke through ``points`` with a finger or a pen.
+
+    Playwright's own input API has no pen and no touch drag, so this goes
+    through the Chrome DevTools Protocol. Arguments are as for
+    :func:`draw_stroke`; at least two points.
+    """
+    positions = _on_page(page, selector, points)
+    cdp = page.context.new_cdp_session(page)
+    try:
+        if pointer == "touch":
+            kinds = ["touchStart"] + ["touchMove"] * (len(positions) - 1)
+            for kind, (x, y) in zip(kinds, positions, strict=True):
+                touch = {"type": kind, "touchPoints": [{"x": x, "y": y}]}
+                cdp.send("Input.dispatchTouchEvent", touch)
+            cdp.send(
+                "Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []}
+            )
+            return
+        kinds = ["mousePressed"] + ["mouseMoved"] * (len(positions) - 2)
+        kinds.append("mouseReleased")
+        for kind, (x, y) in zip(kinds, positions, strict=True):
+            pen = {
+                "type": kind,
+                "x": x,
+                "y": y,
+                "button": "left",
+                "buttons": 0 if kind == "mouseReleased" else 1,
+                "clickCount": 1,
+                "pointerType": "pen",
+                "force": 0.5,
+            }
+            cdp.send("Input.dispatchMouseEvent", pen)
+    finally:
+        cdp.detach()
+
+
+def _on_page(
+    page: Page, selector: str, points: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Turn fractions of an element's box into page coordinates."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not visible"
+    return [
+        (box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points
+    ]
+
+
+# SHA-256 of a string, as hex: keys for matching big data URLs between the
+# page and Python (their tails repeat: the bottom of a sketch is often white).
+_KEY_JS = """
+async (text) => {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+"""
+
+# Records every canvas.toDataURL() result, with its Date.now() time.
+_RECORD_CANVAS_EXPORTS = f"""
+(() => {{
+  const key = {_KEY_JS};
+  const original = HTMLCanvasElement.prototype.toDataURL;
+  window.__canvasExports = [];
+  HTMLCanvasElement.prototype.toDataURL = function (...args) {{
+    const url = original.apply(this, args);
+    const entry = {{ t: Date.now(), length: url.length, key: null }};
+    window.__canvasExports.push(entry);
+    key(url).then((hex) => (entry.key = hex));
+    return url;
+  }};
+}})();
+"""
+
 # Records every src an <img> inside the watched element takes, whether Gradio
-# changes the attribute or swaps the element, with Date.now() timestamps.
-_WATCH_IMG_SRC = """
-(selector) => {
+# changes the attribute or swaps the element, with Date.now() times.
+_WATCH_IMG_SRC = f"""
+(selector) => {{
+  const key = {_KEY_JS};
   const root = document.querySelector(selector);
-  const log = (window.__srcChanges = window.__srcChanges || {});
+  const log = (window.__srcChanges = window.__srcChanges || {{}});
   const changes = (log[selector] = []);
   let last = null;
-  const note = () => {
+  const note = () => {{
     const img = root.querySelector("img");
     const src = img ? img.getAttribute("src") : null;
-    if (src && src !== last) {
+    if (src && src !== last) {{
       last = src;
-      changes.push({ t: Date.now(), length: src.length, tail: src.slice(-32) });
-    }
-  };
-  new MutationObserver(note).observe(root, {
+      const entry = {{ t: Date.now(), length: src.length, key: null }};
+      changes.push(entry);
+      key(src).then((hex) => (entry.key = hex));
+    }}
+  }};
+  new MutationObserver(note).observe(root, {{
     subtree: true,
     childList: true,
     attributes: true,
     attributeFilter: ["src"],
-  });
+  }});
   note();
-}
+}}
 """
+
+
+def value_key(value: str) -> str:
+    """Return the key the page-side recorders give ``value``: its SHA-256, hex."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def record_canvas_exports(context: BrowserContext) -> None:
+    """Record each ``canvas.toDataURL()`` in the context's pages from now on.
+
+    Read them with :func:`canvas_exports`; call before opening the page.
+    """
+    context.add_init_script(_RECORD_CANVAS_EXPORTS)
+
+
+def canvas_exports(page: Page) -> list[dict[str, Any]]:
+    """Return the recorded canvas exports, oldest first.
+
+    Each is ``{"t": epoch ms, "length": len(url), "key": value_key(url)}``; the
+    key is ``None`` for a moment after the export.
+    """
+    exports: list[dict[str, Any]] = page.evaluate("window.__canvasExports || []")
+    return exports
 
 
 def watch_img_src(page: Page, selector: str) -> None:
@@ -237,7 +342,8 @@ def watch_img_src(page: Page, selector: str) -> None:
 def img_src_changes(page: Page, selector: str) -> list[dict[str, Any]]:
     """Return the recorded ``src`` changes, oldest first.
 
-    Each is ``{"t": epoch ms, "length": len(src), "tail": last 32 chars}``.
+    Each is ``{"t": epoch ms, "length": len(src), "key": value_key(src)}``; the
+    key is ``None`` for a moment after the change.
     """
     changes: list[dict[str, Any]] = page.evaluate(
         "(selector) => (window.__srcChanges || {})[selector] || []", selector

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 import pytest
@@ -24,12 +24,16 @@ from fal_stream.ui import live_sketch
 from fal_stream.ui.components import DataURLImage
 from tests.browser_support import (
     GRADIO_WARNING_FILTERS,
+    canvas_exports,
     chromium,
     draw_stroke,
+    draw_stroke_with,
     img_src_changes,
+    record_canvas_exports,
     require_chromium,
     screenshot,
     serve,
+    value_key,
     wait_until,
     watch_img_src,
 )
@@ -42,19 +46,6 @@ READY = "#sketch .fs-sketch[data-ready]"
 OUTPUT = "#echo"
 JPEG_PREFIX = "data:image/jpeg;base64,"
 
-# Records each canvas.toDataURL result with its time, to match sends to arrivals.
-RECORD_SENDS = """
-(() => {
-  const original = HTMLCanvasElement.prototype.toDataURL;
-  window.__sends = [];
-  HTMLCanvasElement.prototype.toDataURL = function (...args) {
-    const url = original.apply(this, args);
-    window.__sends.push({ t: Date.now(), key: url.slice(-64) });
-    return url;
-  };
-})();
-"""
-
 
 @dataclass
 class Arrival:
@@ -62,6 +53,10 @@ class Arrival:
 
     t: float  # time.time() on arrival
     value: str
+
+    @property
+    def key(self) -> str:
+        return value_key(self.value)
 
 
 @dataclass
@@ -111,8 +106,9 @@ class SketchPage:
         """Wait until the handler has the canvas's latest frame, and return it."""
 
         def latest_arrived() -> bool:
-            key = self.page.evaluate("window.__sends.at(-1)?.key ?? null")
-            return bool(key and self.arrivals and self.arrivals[-1].value[-64:] == key)
+            exports = canvas_exports(self.page)
+            key = exports[-1]["key"] if exports else None
+            return bool(key and self.arrivals and self.arrivals[-1].key == key)
 
         wait_until(self.page, latest_arrived, what="the latest frame")
         return self.arrivals[-1].value
@@ -190,7 +186,7 @@ def browser() -> Iterator[Browser]:
 def sketch_page(browser: Browser, sketch_app: SketchApp) -> Iterator[SketchPage]:
     """A fresh page of the app, so each test starts with blank paper."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(RECORD_SENDS)
+    record_canvas_exports(context)
     page = context.new_page()
     opened = SketchPage(page, sketch_app)
 
@@ -221,8 +217,10 @@ def test_live_sketch_sends_frames_during_stroke(sketch_page: SketchPage) -> None
     page = sketch_page.page
     watch_img_src(page, OUTPUT)
 
-    # 30 moves, 50 ms apart: a 1.5 s stroke across the canvas.
-    draw_stroke(page, CANVAS, _line(0.1, 0.2, 0.9, 0.8, 31), pause_ms=50, release=False)
+    # 30 moves in 1.5 s across the canvas.
+    stroke = _line(0.1, 0.2, 0.9, 0.8, 31)
+    pen_down_at = time.time()
+    draw_stroke(page, CANVAS, stroke, duration_ms=1500, release=False)
     pen_up_at = time.time()
     during = [a for a in sketch_page.arrivals if a.t < pen_up_at]
     screenshot(page, "sketch_mid_stroke")
@@ -233,23 +231,24 @@ def test_live_sketch_sends_frames_during_stroke(sketch_page: SketchPage) -> None
     for arrival in arrivals:
         _decode(arrival.value)
     assert _is_dark(_pixel(arrivals[-1].value, 0.5, 0.5))
-    _report(page, arrivals, during)
+    _report(page, arrivals, during, pen_up_at - pen_down_at)
 
 
-def _report(page: Page, arrivals: list[Arrival], during: list[Arrival]) -> None:
-    """Print the frame rate during the stroke and the send-to-handler latency."""
-    sends = {s["key"]: s["t"] for s in page.evaluate("window.__sends")}
-    latencies = [
-        a.t * 1000 - sends[a.value[-64:]] for a in arrivals if a.value[-64:] in sends
-    ]
-    shown = {c["tail"]: c["t"] for c in img_src_changes(page, OUTPUT)}
-    to_screen = [shown[k[-32:]] - t for k, t in sends.items() if k[-32:] in shown]
-    span = during[-1].t - during[0].t if len(during) > 1 else float("nan")
+def _report(
+    page: Page, arrivals: list[Arrival], during: list[Arrival], stroke_s: float
+) -> None:
+    """Print the frame rate during the stroke and the latencies."""
+    wait_until(page, lambda: all(e["key"] for e in canvas_exports(page)), what="keys")
+    sent_at = {e["key"]: e["t"] for e in canvas_exports(page)}
+    to_handler = [a.t * 1000 - sent_at[a.key] for a in arrivals if a.key in sent_at]
+    shown_at = {c["key"]: c["t"] for c in img_src_changes(page, OUTPUT) if c["key"]}
+    to_screen = [shown_at[k] - t for k, t in sent_at.items() if k in shown_at]
+    span_s = during[-1].t - during[0].t
     print(
-        f"\nlive sketch: {len(during)} values before pen-up, "
-        f"{(len(during) - 1) / span:.1f} updates/s; "
-        f"send->handler median {statistics.median(latencies):.0f} ms "
-        f"(max {max(latencies):.0f}, n={len(latencies)}); "
+        f"\nlive sketch: {stroke_s:.2f} s stroke, {len(sent_at)} frames sent, "
+        f"{len(during)} handled before pen-up ({(len(during) - 1) / span_s:.1f}/s); "
+        f"send->handler median {statistics.median(to_handler):.0f} ms, "
+        f"max {max(to_handler):.0f} (n={len(to_handler)}); "
         f"send->output shown median {statistics.median(to_screen):.0f} ms "
         f"(n={len(to_screen)})"
     )
@@ -351,3 +350,32 @@ def test_live_sketch_draws_value_set_from_python(sketch_page: SketchPage) -> Non
     )
     green: Any = _pixel(frame, 0.5, 0.5)
     assert green[1] > 120 and green[0] < 60 and green[2] < 60, green
+
+
+@pytest.mark.browser
+def test_live_sketch_tools_pick_colour_and_erase(sketch_page: SketchPage) -> None:
+    """A swatch sets the ink colour and the eraser paints the paper back."""
+    page = sketch_page.page
+    page.get_by_role("button", name="Red").click()
+    draw_stroke(page, CANVAS, _line(0.1, 0.5, 0.9, 0.5, 5), steps=4)
+    red = _pixel(sketch_page.settle(), 0.5, 0.5)
+    assert red[0] > 180 and red[1] < 80, red
+
+    page.get_by_role("button", name="Eraser").click()
+    page.locator("#sketch .fs-size").fill("40")
+    draw_stroke(page, CANVAS, _line(0.3, 0.5, 0.7, 0.5, 5), steps=4)
+    erased = sketch_page.settle()
+
+    assert min(_pixel(erased, 0.5, 0.5)) > 240
+    assert _pixel(erased, 0.15, 0.5)[0] > 180
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("pointer", ["touch", "pen"])
+def test_live_sketch_draws_with_touch_and_pen(
+    sketch_page: SketchPage, pointer: Literal["touch", "pen"]
+) -> None:
+    """Touch and pen pointers draw and send frames as the mouse does."""
+    draw_stroke_with(sketch_page.page, CANVAS, _line(0.1, 0.3, 0.9, 0.3, 10), pointer)
+
+    assert _is_dark(_pixel(sketch_page.settle(), 0.5, 0.3))

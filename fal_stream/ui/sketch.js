@@ -17,6 +17,7 @@ const NOT_A_PICTURE = "That file is not a picture; choose a PNG, JPEG, WebP or G
 const canvas = element.querySelector(".fs-canvas");
 const ctx = canvas.getContext("2d");
 const sizeInput = element.querySelector(".fs-size");
+const sizeValue = element.querySelector(".fs-size-value");
 const colorInput = element.querySelector(".fs-color");
 const eraserButton = element.querySelector(".fs-eraser");
 const undoButton = element.querySelector(".fs-undo");
@@ -178,6 +179,7 @@ function pickColor(color) {
 
 sizeInput.addEventListener("input", () => {
   state.width = Number(sizeInput.value);
+  sizeValue.textContent = sizeInput.value;
 });
 colorInput.addEventListener("input", () => pickColor(colorInput.value));
 for (const swatch of swatches) {

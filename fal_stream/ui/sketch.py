@@ -34,10 +34,11 @@ SWATCHES = (
 # Gradio evaluates this as a JavaScript template literal: ${size} is a prop.
 _TEMPLATE = """
 <div class="fs-sketch" role="group" aria-label="{label}">
-  <div class="fs-toolbar" role="toolbar" aria-label="Drawing tools">
+  <div class="fs-toolbar" role="group" aria-label="Drawing tools">
     <label class="fs-group">Brush
       <input class="fs-size" type="range" min="1" max="64" value="8"
              aria-label="Brush size">
+      <output class="fs-size-value" aria-hidden="true">8</output>
     </label>
     <span class="fs-group">
       <input class="fs-color" type="color" value="#000000" aria-label="Brush colour">
