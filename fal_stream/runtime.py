@@ -57,7 +57,7 @@ class Runtime:
         self.limits = limits or Limits.for_environment()
         self.local: LocalBackend | None = None
         if settings.uses_fal:
-            key, rest_url, self.run_host = (
+            key, self.rest_url, self.run_host = (
                 settings.fal_key,
                 settings.rest_url,
                 settings.run_host,
@@ -66,14 +66,14 @@ class Runtime:
         else:
             self.local = LocalBackend()
             self.local.start()
-            key, rest_url, self.run_host = (
+            key, self.rest_url, self.run_host = (
                 self.local.key,
                 self.local.rest_url,
                 self.local.run_host,
             )
             self.label = LOCAL_LABEL
         self.tokens = TokenManager(
-            key, rest_url=rest_url, lifetime_s=settings.token_lifetime_s
+            key, rest_url=self.rest_url, lifetime_s=settings.token_lifetime_s
         )
         self.pool = RelayPool(
             self._make_relay,
