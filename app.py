@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from dotenv import load_dotenv
 
 from fal_stream import frames
 from fal_stream.config import Settings
@@ -266,11 +267,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="serve /api/fal/proxy and /api/fal/realtime-token for fal's JS and "
         "Swift clients (FAL_STREAM_PROXY=1)",
     )
+    parser.add_argument(
+        "--auth",
+        default=os.environ.get("FAL_STREAM_AUTH"),
+        metavar="USER:PASSWORD",
+        help="ask for this login before the app opens (FAL_STREAM_AUTH)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # The app's own flags read the environment too, so .env fills it first.
+    load_dotenv(override=False)
     args = parse_args(argv)
     overrides = {
         name: value
@@ -284,11 +293,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"fal_stream: {exc}") from None
     if args.proxy:
         proxy = dataclasses.replace(proxy, enabled=True)
+    auth = None
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        if not (user and password):
+            raise SystemExit("fal_stream: --auth takes USER:PASSWORD, both non-empty")
+        auth = (user, password)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    install_redaction(settings.fal_key, proxy.secret)
+    install_redaction(settings.fal_key, proxy.secret, auth[1] if auth else "")
 
     limits = Limits.for_environment()
     if args.max_sessions:
@@ -300,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "token host": runtime.rest_url,
         "realtime host": runtime.run_host,
         "fal proxy": proxy.enabled,
+        "login required": auth is not None,
         "max_sessions": limits.max_sessions,
         "host": args.host,
         "port": args.port,
@@ -314,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             server_name=args.host,
             server_port=args.port,
             share=args.share,
+            auth=auth,
             # Each session's output stream holds a worker for its whole life.
             max_threads=max(40, 2 * limits.max_sessions + 8),
             footer_links=["gradio", "settings"],
