@@ -68,15 +68,15 @@ Plane = npt.NDArray[np.uint8]
 # Colour bars left to right, as RGB: white, yellow, cyan, green, magenta, red, blue.
 BARS_RGB = np.array(
     [
-        (235, 235, 235),
-        (235, 235, 16),
-        (16, 235, 235),
-        (16, 235, 16),
-        (235, 16, 235),
-        (235, 16, 16),
-        (16, 16, 235),
+        (255, 255, 255),
+        (255, 255, 0),
+        (0, 255, 255),
+        (0, 255, 0),
+        (255, 0, 255),
+        (255, 0, 0),
+        (0, 0, 255),
     ],
-    dtype=np.float64,
+    dtype=np.uint8,
 )
 
 
@@ -380,7 +380,7 @@ def wait_until(
 def color_bars(width: int, height: int, shift: int = 0) -> npt.NDArray[np.uint8]:
     """Return an RGB uint8 frame of vertical colour bars rolled ``shift`` px right."""
     columns = (np.arange(width) * len(BARS_RGB)) // width
-    row = BARS_RGB[columns].astype(np.uint8)
+    row = BARS_RGB[columns]
     frame = np.broadcast_to(row, (height, width, 3))
     return np.roll(frame, shift, axis=1)
 
@@ -388,7 +388,7 @@ def color_bars(width: int, height: int, shift: int = 0) -> npt.NDArray[np.uint8]
 def write_y4m(
     path: Path, width: int = 320, height: int = 240, frames: int = 30, fps: int = 30
 ) -> Path:
-    """Write a fake-webcam video of colour bars that move 2 px per frame.
+    """Write a fake-webcam video of :data:`BARS_RGB` moving 2 px right a frame.
 
     The file is YUV4MPEG2 with 4:2:0 chroma, the format Chromium's
     ``--use-file-for-fake-video-capture`` plays in a loop.
@@ -414,11 +414,15 @@ def write_y4m(
 
 
 def _to_yuv420(rgb: npt.NDArray[np.uint8]) -> tuple[Plane, Plane, Plane]:
-    """Convert RGB to full-range BT.601 planes, chroma averaged over 2x2 blocks."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    u = 128 + (b - y) * 0.564
-    v = 128 + (r - y) * 0.713
+    """Convert RGB to BT.601 limited-range planes, chroma averaged over 2x2.
+
+    Limited range (Y 16..235) because that is how Chromium reads y4m files:
+    the camera then shows the RGB colours that went in.
+    """
+    r, g, b = (rgb[..., i].astype(np.float64) / 255 for i in range(3))
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
 
     def half(plane: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         h, w = plane.shape

@@ -77,11 +77,11 @@ class Recorder:
 
 @dataclass
 class SketchApp:
-    """A served throwaway app: the sketch echoed into an image output."""
+    """A served throwaway app: the sketch echoed into an image output, and an
+    "Example" button that sets the sketch from Python."""
 
     url: str
     recorder: Recorder
-    example: str  # the data URL the "example" button puts into the sketch
 
 
 @dataclass
@@ -171,7 +171,7 @@ def sketch_app() -> Iterator[SketchApp]:
         )
         load_example.click(lambda: example, None, sketch)
     with serve(demo) as url:
-        yield SketchApp(url, recorder, example)
+        yield SketchApp(url, recorder)
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,8 @@ def test_live_sketch_sends_frames_during_stroke(sketch_page: SketchPage) -> None
     during = [a for a in sketch_page.arrivals if a.t < pen_up_at]
     screenshot(page, "sketch_mid_stroke")
     page.mouse.up()
-    arrivals = sketch_page.wait_for_arrivals(len(during) + 1)
+    sketch_page.settle()
+    arrivals = sketch_page.arrivals
 
     assert len({a.value for a in during}) >= 3
     for arrival in arrivals:

@@ -96,9 +96,10 @@ def live_sketch(
     ``concurrency_limit=None`` and ``show_progress="hidden"``; the default
     ``trigger_mode="always_last"`` drops frames the handler is too slow for.
 
-    Setting the value from Python to an image ``data:`` URL draws that picture
-    on the paper (covering it, as an upload does), after which the canvas sends
-    its own JPEG rendition; setting it to ``""`` clears the paper.
+    Setting the value from Python (returning it from an event) to an image
+    ``data:`` URL draws that picture on the paper, covering it as an upload
+    does; ``""`` clears the paper. Gradio passes such a value to ``.change``
+    as it was set, and the canvas then sends its own JPEG rendition of it.
 
     Args:
         size: Side of the drawing and of every frame, in pixels (64..2048).
