@@ -25,6 +25,7 @@ from .endpoints import AppId
 from .errors import (
     AuthError,
     BadInputError,
+    BadMessageError,
     ConnectionLostError,
     FalStreamError,
     RealtimeError,
@@ -295,6 +296,9 @@ def explain(error: FalStreamError) -> str:
         return f"Connection lost; retrying in {error.retry_in_s:.1f} s."
     if isinstance(error, RealtimeError) and error.code == "NO_RESULT":
         return "The model did not answer in time; reconnecting."
+    if isinstance(error, BadMessageError):
+        text = str(error)
+        return f"{text[:1].upper()}{text[1:]}; the next picture tries again."
     if isinstance(error, RealtimeError):
         return (
             f"The model failed on this picture ({error.reason or error.code}); "

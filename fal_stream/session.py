@@ -23,6 +23,7 @@ from typing import Any, TypeAlias
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.frames import CloseCode
 
 from .endpoints import DEFAULT_REALTIME_PATH, DEFAULT_RUN_HOST, AppId, realtime_url
 from .errors import (
@@ -147,6 +148,7 @@ class _Closing(enum.Enum):
     INPUT_ERROR = enum.auto()
     UNAUTHORIZED = enum.auto()
     WEDGED = enum.auto()
+    TOO_BIG = enum.auto()
 
 
 class RealtimeSession:
@@ -206,6 +208,7 @@ class RealtimeSession:
         self._failures = 0
         self._refusals = 0
         self._parked_seq = 0
+        self._failed_seq = 0
         self._closed = False
 
     @property
@@ -413,7 +416,8 @@ class RealtimeSession:
                     ending[0] = _Closing.IDLE
                 elif isinstance(message, ServerErrorMessage):
                     ending[0] = _Closing.INPUT_ERROR
-                    self._pacer.answer()
+                    if (failed := self._pacer.answer()) is not None:
+                        self._failed_seq = failed.seq
                     self._report(RealtimeError(message.code, message.reason))
                 elif isinstance(message, UnauthorizedMessage):
                     ending[0] = _Closing.UNAUTHORIZED
@@ -421,7 +425,10 @@ class RealtimeSession:
                 else:
                     self._pacer.answer()
                     self._report(
-                        BadMessageError(f"the model sent {message.description}")
+                        BadMessageError(
+                            "the model sent a reply that cannot be read "
+                            f"({message.description})"
+                        )
                     )
                 self._wake.set()
 
@@ -430,14 +437,30 @@ class RealtimeSession:
     ) -> None:
         lost = self._pacer.forget_in_flight()
         self.stats.frames_lost += len(lost)
+        # websockets fails a connection whose message is over max_size by sending
+        # 1009 itself; the server, busy sending, rarely answers with a close frame.
+        sent = connection.protocol.close_sent
+        if sent is not None and sent.code == CloseCode.MESSAGE_TOO_BIG:
+            ending = _Closing.TOO_BIG
+            if lost:
+                self._failed_seq = lost[0].seq
+            self._report(
+                BadMessageError(
+                    f"the model sent a reply over {MAX_MESSAGE_BYTES // 2**20} MiB, "
+                    "more than any image needs"
+                )
+            )
         # The newest frame goes back in the slot, so the picture still gets its
-        # result, unless it is the input the model failed on.
-        if lost and ending is not _Closing.INPUT_ERROR and self._last_sent is not None:
-            self._pacer.restore(self._last_sent)
+        # result, unless it is the input the model failed on: a frame sent after
+        # that one, before the server closed, is still owed an answer.
+        last = self._last_sent
+        failed = ending in (_Closing.INPUT_ERROR, _Closing.TOO_BIG)
+        if lost and last is not None and (not failed or last.seq > self._failed_seq):
+            self._pacer.restore(last)
         code = connection.close_code
         if ending is _Closing.UNAUTHORIZED:
             await self._refused(self._token, None)
-        elif ending in (_Closing.IDLE, _Closing.INPUT_ERROR) or (
+        elif ending in (_Closing.IDLE, _Closing.INPUT_ERROR, _Closing.TOO_BIG) or (
             code == 1000 and ending is _Closing.UNKNOWN
         ):
             self._state = SessionState.IDLE
