@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -177,3 +179,59 @@ def _cell(value: Any) -> str:
             return "-"
         return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)
+
+
+class BackendProcess:
+    """A model server in its own process (``bench/backend_proc.py``).
+
+    Use as a context manager; point clients at :attr:`rest_url`,
+    :attr:`run_host` and :attr:`key`.
+
+    Args:
+        model: ``"preview"`` (the built-in backend) or ``"echo"``.
+        cpu: Pin the process to this CPU, or ``None`` to leave it free.
+        **options: Command-line options of ``backend_proc.py``, such as
+            ``model_latency_s=0.2``.
+    """
+
+    def __init__(self, model: str = "preview", cpu: int | None = None, **options: Any):
+        self.key = secrets.token_urlsafe(24)
+        argv = [sys.executable, str(Path(__file__).with_name("backend_proc.py"))]
+        argv += ["--model", model]
+        for name, value in options.items():
+            if value is not None:
+                argv += [f"--{name.replace('_', '-')}", str(value)]
+        env = {**os.environ, "BENCH_BACKEND_KEY": self.key}
+        self.process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        if cpu is not None:
+            os.sched_setaffinity(self.process.pid, {cpu})
+        assert self.process.stdout is not None
+        ready = json.loads(self.process.stdout.readline())
+        self.rest_url: str = ready["rest_url"]
+        self.run_host: str = ready["run_host"]
+
+    def stats(self) -> dict[str, Any]:
+        """The server's counters now."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        counters: dict[str, Any] = json.loads(self.process.stdout.readline())
+        return counters
+
+    def close(self) -> None:
+        """Stop the process (EOF on its stdin, then a kill after 10 s)."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> BackendProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,7 +1,8 @@
 """Latency under a slow model: newest-frame-wins pacing against a naive FIFO relay.
 
-The built-in backend answers each input after ``--model-latency-s`` (0.2 s) and
-frames are offered at ``--fps`` (30) for ``--duration-s`` (60). Each frame
+The built-in backend, in its own process, answers each input after
+``--model-latency-s`` (0.2 s) and frames are offered at ``--fps`` (30) for
+``--duration-s`` (60). Each frame
 carries its number as the seed, which the backend echoes, so every result is
 matched to the frame it answers. The age of a result is the time from offering
 that frame to receiving its answer.
@@ -27,11 +28,10 @@ from typing import Any
 
 import msgpack
 import websockets
-from common import percentile, report, slope_per_minute
+from common import BackendProcess, percentile, report, slope_per_minute
 from PIL import Image
 
 from bench.bench_codec import make_frame, pil_encode
-from fal_stream.backend import Faults, LocalBackend
 from fal_stream.endpoints import AppId, realtime_url
 from fal_stream.relay import Controls
 from fal_stream.session import RealtimeSession, Result
@@ -65,7 +65,7 @@ def summarize(ages: list[tuple[float, float]], offered: int) -> dict[str, Any]:
 
 
 async def run_ours(
-    backend: LocalBackend,
+    backend: BackendProcess,
     jpeg: bytes,
     fps: float,
     duration_s: float,
@@ -113,7 +113,7 @@ async def run_ours(
 
 
 async def run_fifo(
-    backend: LocalBackend, jpeg: bytes, fps: float, duration_s: float
+    backend: BackendProcess, jpeg: bytes, fps: float, duration_s: float
 ) -> dict[str, Any]:
     """Send every frame at once over a plain socket; read results in order."""
     tokens = TokenManager(backend.key, rest_url=backend.rest_url, refresh=False)
@@ -124,7 +124,7 @@ async def run_fifo(
     ages: list[tuple[float, float]] = []
     start = time.monotonic()
     count = int(duration_s * fps)
-    dropped_before = backend.stats.inputs_dropped
+    dropped_before = backend.stats()["inputs_dropped"]
     async with websockets.connect(url, max_size=2**24, compression=None) as ws:
 
         async def read() -> None:
@@ -143,7 +143,8 @@ async def run_fifo(
         await asyncio.sleep(1.0)
         reader.cancel()
     figures = summarize(ages, count)
-    figures["inputs_dropped_by_backend"] = backend.stats.inputs_dropped - dropped_before
+    dropped = backend.stats()["inputs_dropped"] - dropped_before
+    figures["inputs_dropped_by_backend"] = dropped
     return figures
 
 
@@ -155,8 +156,7 @@ async def _sleep_until(deadline: float) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     jpeg = pil_encode(Image.fromarray(make_frame(512, 512)))
-    faults = Faults(model_latency_s=args.model_latency_s, idle_timeout_s=30.0)
-    with LocalBackend(faults=faults) as backend:
+    with BackendProcess(model_latency_s=args.model_latency_s) as backend:
         ours = await run_ours(backend, jpeg, args.fps, args.duration_s)
         fifo = await run_fifo(backend, jpeg, args.fps, args.duration_s)
         # Not the default: shows what the second frame in flight costs here.
