@@ -190,7 +190,8 @@ class Relay:
         while not self.closed:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), STATUS_EVERY_S)
+                async with asyncio.timeout(STATUS_EVERY_S):
+                    await self._ready.wait()
             latest, self._latest = self._latest, None
             update = latest or Update(None, self.status(), self._message)
             if update != shown:

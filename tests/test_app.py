@@ -269,3 +269,26 @@ def _ready(port: str) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_example_realtime_client_runs_offline(tmp_path: Any) -> None:
+    """The README's package example redraws a sketch with no key and no UI."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "out.jpg"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAL_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "examples/realtime_client.py",
+            "examples/sketches/cat.png",
+            "a ginger cat",
+            str(out),
+        ],
+        cwd=root,
+        env={**env, "PYTHONPATH": root},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert frames.to_array(out.read_bytes()).shape == (512, 512, 3)

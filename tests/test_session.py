@@ -284,3 +284,17 @@ async def test_session_closed_refuses_frames(session: RealtimeSession) -> None:
 async def _until(predicate: object) -> None:
     while not predicate():  # type: ignore[operator]
         await asyncio.sleep(0.01)
+
+
+async def test_session_aclose_right_after_a_result(
+    backend: LocalBackend, tokens: TokenManager
+) -> None:
+    """Closing as soon as a result is read ends every task of the session."""
+    for attempt in range(5):
+        session = RealtimeSession(APP, tokens, run_host=backend.run_host)
+        session.send(inputs(seed=attempt))
+        async for event in session.events():
+            assert isinstance(event, Result)
+            break
+        await asyncio.wait_for(session.aclose(), 5)
+        assert session.state is SessionState.CLOSED

@@ -197,8 +197,9 @@ class _Session:
                     wait_s = max(idle_timeout_s, IDLE_RECHECK_S)
             try:
                 # websockets' recv() is safe to cancel: no frame is lost.
-                return await asyncio.wait_for(self.connection.recv(), wait_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(wait_s):
+                    return await self.connection.recv()
+            except TimeoutError:
                 idle_s = self.loop.time() - self.last_activity
                 if not self.busy and not self.pending and idle_s >= idle_timeout_s:
                     return None
