@@ -58,6 +58,8 @@ OPEN_TIMEOUT_S = 15.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 EVENTS_KEPT = 32
+# Refusals of an upgrade that may succeed when tried again.
+_RETRYABLE_STATUS = frozenset({408, 425, 429})
 _session_ids = itertools.count(1)
 
 
@@ -308,6 +310,15 @@ class RealtimeSession:
                 await self._refused(token, status)
             elif status == 404:
                 await self._fail(_unknown_app(self.app), final=True)
+            elif 400 <= status < 500 and status not in _RETRYABLE_STATUS:
+                # The same request would be refused again (a 414 for an app id
+                # too long, say): wait for a new frame, do not retry in a loop.
+                await self._fail(
+                    BadInputError(
+                        f"fal refused the connection (HTTP {status}): check the app id"
+                    ),
+                    final=True,
+                )
             else:
                 await self._fail(
                     ConnectionLostError(
@@ -399,10 +410,11 @@ class RealtimeSession:
             expiry = pacer.next_expiry_s(now)
             timeout = min(t for t in (wait, expiry, math.inf) if t is not None)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # a cancellation that lands as the wait ends, and the task lives on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), None if math.isinf(timeout) else timeout
-                )
+                async with asyncio.timeout(None if math.isinf(timeout) else timeout):
+                    await self._wake.wait()
 
     async def _read(self, connection: ClientConnection, ending: list[_Closing]) -> None:
         with contextlib.suppress(ConnectionClosed):
