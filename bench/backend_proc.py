@@ -76,6 +76,7 @@ async def serve_forever(args: argparse.Namespace) -> None:
         model_latency_s=args.model_latency_s,
         idle_timeout_s=args.idle_timeout_s,
         token_lifetime_cap_s=args.token_lifetime_cap_s,
+        token_delay_s=args.token_delay_s,
     )
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--model-latency-s", type=float, default=0.0)
     parser.add_argument("--idle-timeout-s", type=float, default=30.0)
     parser.add_argument("--token-lifetime-cap-s", type=float, default=None)
+    parser.add_argument("--token-delay-s", type=float, default=0.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(serve_forever(args))
