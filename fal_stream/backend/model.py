@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from ..errors import BadInputError
 
@@ -142,9 +143,9 @@ SYNONYMS: dict[str, str] = {
 
 MIN_STEPS = 1
 MAX_STEPS = 8
-# Brush cells are this many pixels high and wide; the texture is drawn per cell.
-BRUSH_CELL = (5, 13)
-BRUSH_AMPLITUDE = 22
+# The texture's octaves: grid spacing in pixels, and weight.
+BRUSH_OCTAVES = ((64, 0.7), (16, 0.3))
+BRUSH_AMPLITUDE = 26
 # How much darker, in luminance steps, the bottom row is painted than the top.
 WASH_DEPTH = 70
 # Luminance jumps above this between neighbours count as an edge and are inked.
@@ -255,20 +256,20 @@ def _posterized_lut(palette: tuple[Rgb, ...], levels: int) -> ImageArray:
 
 
 def _brush_texture(height: int, width: int, seed: int) -> npt.NDArray[np.int16]:
-    """Return a blocky noise field, one value per brush cell, seeded by ``seed``."""
-    cell_h, cell_w = BRUSH_CELL
+    """Return a smooth seeded noise field, like pigment pooling on wet paper.
+
+    Two octaves of random values on coarse grids, enlarged with bicubic
+    interpolation: blotches a few brush widths across with finer ripples in them.
+    """
     rng = np.random.default_rng(seed)
-    cells = rng.integers(
-        -BRUSH_AMPLITUDE,
-        BRUSH_AMPLITUDE + 1,
-        size=(height // cell_h + 1, (width + cell_w) // cell_w + 1),
-        dtype=np.int16,
-    )
-    # Offsetting rows by a seeded shift staggers the cells like brush strokes.
-    shift = int(rng.integers(0, cell_w))
-    rows = np.arange(height) // cell_h
-    cols = (np.arange(width) + shift) // cell_w
-    return cells[rows[:, None], cols[None, :]]
+    field = np.zeros((height, width), dtype=np.float32)
+    for cell, weight in BRUSH_OCTAVES:
+        grid = rng.random((height // cell + 2, width // cell + 2), dtype=np.float32)
+        layer = Image.fromarray(grid, mode="F").resize(
+            (width, height), Image.Resampling.BICUBIC
+        )
+        field += (np.asarray(layer) - 0.5) * weight
+    return np.rint(field * 2 * BRUSH_AMPLITUDE).astype(np.int16)
 
 
 def _edge_mask(luma: npt.NDArray[np.int16]) -> npt.NDArray[np.bool_]:
