@@ -47,7 +47,7 @@ REALTIME_APPS = [
 EXAMPLES = [
     ("house.png", "a cosy cottage in a snowy forest, warm light, oil painting"),
     ("cat.png", "a ginger cat, studio portrait, soft fur, highly detailed"),
-    ("mountains.png", "alpine mountains at sunset, dramatic sky, watercolor"),
+    ("mountains.png", "alpine mountains at sunset, watercolor, golden light"),
 ]
 WEBCAM_NOTE = (
     "The webcam works on **https** or **localhost** only: browsers hide cameras "
