@@ -16,7 +16,7 @@ import dataclasses
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,7 @@ from dotenv import load_dotenv
 
 from fal_stream import frames
 from fal_stream.config import Settings
-from fal_stream.errors import BadInputError, FalStreamError
-from fal_stream.pool import BusyError
+from fal_stream.errors import FalStreamError
 from fal_stream.proxy import proxy_routes
 from fal_stream.proxy_policy import ProxyConfig
 from fal_stream.redact import install_redaction
@@ -34,6 +33,7 @@ from fal_stream.relay import MAX_SEED, Controls
 from fal_stream.runtime import Limits, Runtime
 from fal_stream.ui import live_sketch
 from fal_stream.ui.components import DataURLImage, WebcamFrames
+from fal_stream.ui.handlers import SessionHandlers
 
 logger = logging.getLogger("fal_stream.app")
 
@@ -64,64 +64,7 @@ CAMERA = {"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}}
 def build_demo(runtime: Runtime) -> gr.Blocks:
     """Lay out the app and wire its events to ``runtime``."""
     settings = runtime.settings
-    pool = runtime.pool
-
-    async def pump(request: gr.Request) -> AsyncIterator[tuple[Any, str, str]]:
-        """Stream this browser session's results into the output, newest first."""
-        try:
-            relay = pool.get(request.session_hash or "")
-        except BusyError as exc:
-            yield gr.skip(), runtime.label, f"⚠️ {exc}"
-            return
-        async for update in relay.updates():
-            image = update.image if update.image is not None else gr.skip()
-            yield image, update.status, _message(update.message)
-
-    async def on_frame(
-        image: Any,
-        prompt: str,
-        strength: float,
-        seed: float,
-        steps: float,
-        app_id: str,
-        request: gr.Request,
-    ) -> None:
-        relay = _relay(request)
-        if relay is None:
-            return
-        await _apply_controls(relay, prompt, strength, seed, steps, app_id)
-        try:
-            await relay.offer(image)
-        except BadInputError as exc:
-            gr.Warning(str(exc))
-
-    async def on_controls(
-        prompt: str,
-        strength: float,
-        seed: float,
-        steps: float,
-        app_id: str,
-        request: gr.Request,
-    ) -> None:
-        relay = _relay(request)
-        if relay is not None:
-            await _apply_controls(relay, prompt, strength, seed, steps, app_id)
-
-    async def _apply_controls(relay: Any, *values: Any) -> None:
-        try:
-            await relay.set_controls(Controls.clean(*values))
-        except BadInputError as exc:
-            gr.Warning(str(exc))
-
-    def _relay(request: gr.Request) -> Any:
-        try:
-            return pool.get(request.session_hash or "")
-        except BusyError as exc:
-            gr.Warning(str(exc))
-            return None
-
-    async def on_unload(request: gr.Request) -> None:
-        await pool.close(request.session_hash or "")
+    handlers = SessionHandlers(runtime)
 
     demo: gr.Blocks
     with gr.Blocks(title="fal_stream: live sketch to image") as demo:
@@ -203,14 +146,14 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             "api_visibility": "private",
         }
         sketch.change(
-            on_frame,
+            handlers.frame,
             [sketch, *controls],
             None,
             **frame_options,
             trigger_mode="always_last",
         )
         webcam.stream(
-            on_frame,
+            handlers.frame,
             [webcam, *controls],
             None,
             stream_every=0.1,
@@ -219,18 +162,20 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         )
         for control in controls:
             control.change(
-                on_controls, controls, None, **frame_options, trigger_mode="always_last"
+                handlers.controls,
+                controls,
+                None,
+                **frame_options,
+                trigger_mode="always_last",
             )
         dice.click(
             lambda: random.randint(0, MAX_SEED), None, seed, api_visibility="private"
         )
-        demo.load(pump, None, [output, status, message], **frame_options)
-        demo.unload(on_unload)
+        demo.load(
+            handlers.stream_output, None, [output, status, message], **frame_options
+        )
+        demo.unload(handlers.unload)
     return demo
-
-
-def _message(text: str) -> str:
-    return f"⚠️ {text}" if text else ""
 
 
 def _example_uri(file_name: str) -> str:
