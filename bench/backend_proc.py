@@ -41,7 +41,11 @@ ECHO_LATENCY_S = [0.0]
 async def echo(connection: ServerConnection) -> None:
     """Answer each input with a result holding the input image, as fal would."""
     ECHO_STATS["connections"] += 1
-    timings = json.dumps({"type": "x-fal-message", "action": "timings", "timing": 0})
+    # Like fal, report the model's own time, which pacing learns from.
+    model_s = ECHO_LATENCY_S[0]
+    timings = json.dumps(
+        {"type": "x-fal-message", "action": "timings", "timing": model_s}
+    )
     try:
         async for frame in connection:
             if not isinstance(frame, bytes):
@@ -60,7 +64,7 @@ async def echo(connection: ServerConnection) -> None:
             result = {
                 "images": [image],
                 "seed": inputs.get("seed"),
-                "timings": {"inference": 0.0},
+                "timings": {"inference": model_s},
                 "nsfw_content_detected": [False],
                 "has_nsfw_concepts": [False],
             }

@@ -4,7 +4,9 @@ The newest frame wins. A frame not sent yet is replaced by a newer one instead o
 waiting behind it, so the age of what the model works on never grows with the
 model's slowness. Frames go out no closer together than ``min_interval_s`` and with
 at most ``max_in_flight`` unanswered at once; fal's protocol carries no request id,
-so results are matched to frames in the order the frames were sent.
+so results are matched to frames in the order the frames were sent. While a frame
+is in flight the next one waits a little over the model's own time per frame, so
+that it reaches the server as the model frees up rather than queueing there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 FrameT = TypeVar("FrameT")
+
+# Weight of the newest model time in the running estimate.
+MODEL_TIME_SMOOTHING = 0.3
+# With a frame in flight the next waits this many model times: overlapping with
+# the network round trip without queueing behind the model.
+PIPELINE_SLACK = 1.25
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class Pacer(Generic[FrameT]):
         self._last_sent_at = -math.inf
         self._last_seq = 0
         self.replaced = 0
+        self.model_s = 0.0
 
     @property
     def pending(self) -> Pending[FrameT] | None:
@@ -110,7 +119,18 @@ class Pacer(Generic[FrameT]):
             return None
         if len(self._in_flight) >= self.max_in_flight:
             return math.inf
-        return max(0.0, self._last_sent_at + self.min_interval_s - now)
+        interval = self.min_interval_s
+        if self._in_flight:
+            # A frame sent sooner would only queue at the server behind the one
+            # in flight, and age there. A little slack keeps an underestimate
+            # of the model's time from building a queue frame after frame.
+            interval = max(interval, self.model_s * PIPELINE_SLACK)
+        return max(0.0, self._last_sent_at + interval - now)
+
+    def note_model_time(self, seconds: float) -> None:
+        """Learn the model's own time per frame from a result (smoothed)."""
+        if math.isfinite(seconds) and seconds >= 0:
+            self.model_s += MODEL_TIME_SMOOTHING * (seconds - self.model_s)
 
     def take(self, now: float) -> Pending[FrameT]:
         """Remove the pending frame from the slot and count it as sent at ``now``.

@@ -424,6 +424,7 @@ class RealtimeSession:
                     self._deliver(message.payload, self._pacer.answer())
                 elif isinstance(message, TimingsMessage):
                     self.stats.model_time_s = message.timing_s
+                    self._pacer.note_model_time(message.timing_s)
                 elif isinstance(message, IdleTimeoutMessage):
                     ending[0] = _Closing.IDLE
                 elif isinstance(message, ServerErrorMessage):
@@ -497,6 +498,7 @@ class RealtimeSession:
         model_time = timings.get("inference") if isinstance(timings, dict) else None
         if isinstance(model_time, int | float):
             self.stats.model_time_s = float(model_time)
+            self._pacer.note_model_time(float(model_time))
         latency = now - sent.offered_at if sent is not None else None
         self.stats.results += 1
         self.stats.last_latency_s = latency

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from fal_stream.pacing import Pacer
+from fal_stream.pacing import PIPELINE_SLACK, Pacer
 
 
 def test_pacer_newest_frame_replaces_pending() -> None:
@@ -98,3 +98,27 @@ def test_pacer_slow_model_never_builds_a_queue() -> None:
             assert sent[-1] == i
     assert len(sent) == pytest.approx(300 * frame_s / model_s, rel=0.2)
     assert pacer.replaced == 300 - len(sent) - (1 if pacer.pending else 0)
+
+
+def test_pacer_spaces_frames_by_model_time_while_one_is_in_flight() -> None:
+    """With a frame in flight the next goes after the model's time, not before:
+    sooner it would only wait at the server."""
+    pacer: Pacer[str] = Pacer(min_interval_s=0.05, max_in_flight=2)
+    for _ in range(20):
+        pacer.note_model_time(0.2)
+    assert pacer.model_s == pytest.approx(0.2, abs=0.001)
+    pacer.offer("a", 0.0)
+    pacer.take(0.0)
+    pacer.offer("b", 0.01)
+    assert pacer.wait_s(0.01) == pytest.approx(0.2 * PIPELINE_SLACK - 0.01, abs=0.001)
+    pacer.answer()
+    # Nothing in flight: only the minimum interval applies.
+    assert pacer.wait_s(0.06) == 0.0
+
+
+def test_pacer_ignores_nonsense_model_times() -> None:
+    """NaN, infinite and negative timings leave the estimate alone."""
+    pacer: Pacer[str] = Pacer()
+    for bad in (math.nan, math.inf, -1.0):
+        pacer.note_model_time(bad)
+    assert pacer.model_s == 0.0
