@@ -32,7 +32,7 @@ from fal_stream.redact import install_redaction
 from fal_stream.relay import MAX_SEED, Controls
 from fal_stream.runtime import Limits, Runtime
 from fal_stream.ui import live_sketch
-from fal_stream.ui.components import DataURLImage, WebcamFrames
+from fal_stream.ui.components import ClampedSlider, DataURLImage, WebcamFrames
 from fal_stream.ui.handlers import SessionHandlers
 
 logger = logging.getLogger("fal_stream.app")
@@ -120,12 +120,14 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 elem_id="app-id",
             )
         with gr.Row():
-            strength = gr.Slider(0, 1, value=0.6, step=0.05, label="Strength")
-            steps = gr.Slider(1, 8, value=4, step=1, label="Steps")
-            seed = gr.Number(
-                value=42, precision=0, label="Seed", minimum=0, maximum=MAX_SEED
+            strength = ClampedSlider(
+                0, 1, value=0.6, step=0.05, label="Strength", elem_id="strength"
             )
-            dice = gr.Button("🎲 New seed", size="sm", elem_id="new-seed")
+            steps = ClampedSlider(1, 8, value=4, step=1, label="Steps", elem_id="steps")
+            # No bounds here: Gradio would refuse a typed -1 before the handler
+            # runs; Controls.clean brings any number into 0..2**32-1.
+            seed = gr.Number(value=42, precision=0, label="Seed", elem_id="seed")
+            dice = gr.Button("New seed", size="sm", elem_id="new-seed")
         with gr.Row():
             for file_name, example_prompt in EXAMPLES:
                 button = gr.Button(
@@ -186,10 +188,15 @@ def _example_uri(file_name: str) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 for every interface (GRADIO_SERVER_NAME)",
     )
     parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on (GRADIO_SERVER_PORT)",
     )
     parser.add_argument(
         "--share",
@@ -252,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     limits = Limits.for_environment()
     if args.max_sessions:
-        limits = Limits(args.max_sessions, limits.idle_close_s, limits.session_limit_s)
+        limits = dataclasses.replace(limits, max_sessions=args.max_sessions)
     runtime = Runtime(settings, limits)
     shown = {
         **settings.describe(),

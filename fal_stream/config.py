@@ -62,18 +62,19 @@ class Settings:
         AppId.parse(self.app_id)
         if self.backend not in ("auto", "fal", "local"):
             raise ConfigError(
-                f"backend must be 'auto', 'fal' or 'local', not {self.backend!r}"
+                "FAL_STREAM_BACKEND must be 'auto', 'fal' or 'local', "
+                f"not {self.backend!r}"
             )
         if self.backend == "fal" and not self.fal_key:
             raise ConfigError(
                 "backend 'fal' needs a key: set FAL_KEY (or FAL_KEY_ID and "
                 "FAL_KEY_SECRET) in the environment or in .env"
             )
-        _check_range("token_lifetime_s", self.token_lifetime_s, 30, 3600)
-        _check_range("frame_size", self.frame_size, 64, 1024)
-        _check_range("jpeg_quality", self.jpeg_quality, 30, 95)
-        _check_range("min_interval_s", self.min_interval_s, 0.0, 5.0)
-        _check_range("max_in_flight", self.max_in_flight, 1, 8)
+        _check_range("FAL_STREAM_TOKEN_LIFETIME_S", self.token_lifetime_s, 30, 3600)
+        _check_range("FAL_STREAM_FRAME_SIZE", self.frame_size, 64, 1024)
+        _check_range("FAL_STREAM_JPEG_QUALITY", self.jpeg_quality, 30, 95)
+        _check_range("FAL_STREAM_MIN_INTERVAL_MS", self.min_interval_s * 1000, 0, 5000)
+        _check_range("FAL_STREAM_MAX_IN_FLIGHT", self.max_in_flight, 1, 8)
 
     @property
     def uses_fal(self) -> bool:
@@ -158,6 +159,7 @@ _ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
 )
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
+def _check_range(env: str, value: float, low: float, high: float) -> None:
+    """Refuse ``value`` outside low..high, naming the variable that sets it."""
     if not (math.isfinite(value) and low <= value <= high):
-        raise ConfigError(f"{name} must be between {low} and {high}, not {value}")
+        raise ConfigError(f"{env} must be between {low} and {high}, not {value:g}")

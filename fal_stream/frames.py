@@ -263,8 +263,9 @@ def _open_encoded(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        # Pillow's own wording speaks of attacks; say what is wrong instead.
         raise BadInputError(
-            f"the image is too large ({exc}); use an image under "
+            "the image has too many pixels to read; use an image under "
             f"{MAX_INPUT_PIXELS // 1_000_000} megapixels"
         ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

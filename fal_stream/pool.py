@@ -28,6 +28,8 @@ class RelayPool:
         max_sessions: Live sessions at most; one more gets :class:`BusyError`.
         idle_close_s: A session without frames or control changes this long is
             closed (its tab may have been left open).
+        abandon_s: A session idle this long is closed and its place freed;
+            by default five times ``idle_close_s``.
         session_limit_s: A session is closed this long after it started, or never
             with ``None``.
     """
@@ -38,11 +40,13 @@ class RelayPool:
         *,
         max_sessions: int = 20,
         idle_close_s: float = 300.0,
+        abandon_s: float | None = None,
         session_limit_s: float | None = None,
     ) -> None:
         self._make = make_relay
         self.max_sessions = max_sessions
         self.idle_close_s = idle_close_s
+        self.abandon_s = 5 * idle_close_s if abandon_s is None else abandon_s
         self.session_limit_s = session_limit_s
         self._relays: dict[str, Relay] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -62,7 +66,7 @@ class RelayPool:
         if len(self._relays) >= self.max_sessions:
             raise BusyError(
                 f"All {self.max_sessions} live sessions are in use; "
-                "try again in a minute."
+                "try again in a few minutes."
             )
         relay = self._make(session_id)
         self._relays[session_id] = relay
@@ -86,7 +90,7 @@ class RelayPool:
             logger.info("closed %s (%d live)", relay.name, len(self._relays))
 
     async def reap(self, now: float | None = None) -> list[str]:
-        """Suspend relays idle too long; close those past the session limit.
+        """Suspend idle relays; close abandoned ones and those past the limit.
 
         A suspended relay lets go of its realtime connection and takes it up again
         with the next frame; a closed one ends its session's output stream.
@@ -104,6 +108,15 @@ class RelayPool:
                     session_id,
                     f"This session reached its {limit / 60:g}-minute limit; "
                     "reload the page to start a new one.",
+                )
+            elif now - relay.last_active >= self.abandon_s:
+                # Only a tab's heartbeat ending closes a session on its own, and
+                # a script may never open one: free its place after a long idle.
+                expired.append(session_id)
+                await self.close(
+                    session_id,
+                    f"This session was idle for {self.abandon_s / 60:g} minutes and "
+                    "was closed to free its place; reload the page to start again.",
                 )
             elif now - relay.last_active >= self.idle_close_s:
                 await relay.suspend()

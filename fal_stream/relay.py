@@ -31,7 +31,7 @@ from .errors import (
     RealtimeError,
     TokenError,
 )
-from .session import RealtimeSession, Result
+from .session import RealtimeSession, Result, SessionState
 from .tokens import TokenSource
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class Update:
     """What the output should show now.
 
     Attributes:
-        image: A data URI for the output image, or ``None`` to keep the current one.
+        image: A data URI for the output image, ``""`` to clear it, or ``None``
+            to keep the current one.
         status: One line on the backend, connection, rate and latency.
         message: A short problem and what to do about it, or ``""``.
     """
@@ -166,7 +167,12 @@ class Relay:
             frames.to_model_jpeg, image, size=size, quality=quality
         )
         if frames.is_blank(jpeg):
-            self._frame = None
+            # A cleared sketch clears the output too, instead of leaving the last
+            # picture there; nothing goes to the model.
+            if self._frame is not None:
+                self._frame = None
+                self._latest = Update("", self.status())
+                self._ready.set()
             return
         self._frame = jpeg
         self._send()
@@ -210,7 +216,7 @@ class Relay:
         parts.append(session.state.value)
         now = time.monotonic()
         recent = [t for t in self._results_at if now - t <= FPS_WINDOW_S]
-        if len(recent) >= 2:
+        if len(recent) >= 2 and session.state is SessionState.OPEN:
             parts.append(f"{(len(recent) - 1) / max(now - recent[0], 1e-3):.1f} fps")
         if stats.last_latency_s is not None:
             parts.append(f"latency {stats.last_latency_s * 1000:.0f} ms")
@@ -293,8 +299,15 @@ def explain(error: FalStreamError) -> str:
         return f"{error} (a Space owner sets it as the FAL_KEY secret)."
     if isinstance(error, TokenError) and error.status == 402:
         return "Out of credit on fal: top up your fal account, then draw again."
+    if isinstance(error, TokenError):
+        how = f"answered HTTP {error.status}" if error.status else "did not answer"
+        return (
+            f"fal's token service {how}; the next picture tries again "
+            "(if it keeps failing, check FAL_REST_URL and fal's status page)."
+        )
     if isinstance(error, ConnectionLostError):
-        return f"Connection lost; retrying in {error.retry_in_s:.1f} s."
+        code = f" (code {error.close_code})" if error.close_code else ""
+        return f"Connection lost{code}; retrying in {error.retry_in_s:.1f} s."
     if isinstance(error, RealtimeError) and error.code == "NO_RESULT":
         return "The model did not answer in time; reconnecting."
     if isinstance(error, BadMessageError):

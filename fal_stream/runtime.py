@@ -27,17 +27,20 @@ class Limits:
         idle_close_s: A session without input this long loses its connection.
         session_limit_s: A session ends this long after it started (``None``:
             never).
+        abandon_s: A session without input this long is closed, freeing its
+            place.
     """
 
     max_sessions: int = 20
-    idle_close_s: float = 300.0
+    idle_close_s: float = 120.0
     session_limit_s: float | None = None
+    abandon_s: float = 600.0
 
     @classmethod
     def for_environment(cls) -> Limits:
         """Tighter limits on a public Hugging Face Space, where ``SPACE_ID`` is set."""
         if os.environ.get("SPACE_ID"):
-            return cls(max_sessions=8, idle_close_s=120.0, session_limit_s=900.0)
+            return cls(8, idle_close_s=60.0, session_limit_s=900.0, abandon_s=300.0)
         return cls()
 
 
@@ -79,6 +82,7 @@ class Runtime:
             self._make_relay,
             max_sessions=self.limits.max_sessions,
             idle_close_s=self.limits.idle_close_s,
+            abandon_s=self.limits.abandon_s,
             session_limit_s=self.limits.session_limit_s,
         )
 
@@ -88,7 +92,7 @@ class Runtime:
             self.tokens,
             run_host=self.run_host,
             backend_label=self.label,
-            name=f"browser-{session_id[:6]}",
+            name=f"browser-{session_id[:10]}",
         )
 
     async def aclose(self) -> None:

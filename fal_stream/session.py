@@ -532,13 +532,14 @@ class RealtimeSession:
         self._failures += 1
         if isinstance(error, ConnectionLostError):
             error.retry_in_s = delay
-        if error is not None:
-            self._report(error)
+        # The state changes first, so a caller reading the error sees it final.
         if final:
             self._state = SessionState.FAILED
             self._parked_seq = self._pacer.last_seq
         else:
             self._state = SessionState.BACKING_OFF
+        if error is not None:
+            self._report(error)
         await asyncio.sleep(delay)
         if not final:
             self._state = SessionState.IDLE

@@ -22,7 +22,7 @@ import httpx
 import jwt
 
 from .endpoints import DEFAULT_REST_URL, AppId, token_url
-from .errors import AuthError, TokenError
+from .errors import AuthError, ConfigError, TokenError
 from .redact import scrub
 
 logger = logging.getLogger(__name__)
@@ -137,6 +137,9 @@ class TokenManager:
             :meth:`aclose`.
         clock: Monotonic clock, replaceable in tests.
         refresh: Whether to refresh tokens in the background while in use.
+
+    Raises:
+        ConfigError: ``key`` is empty.
     """
 
     def __init__(
@@ -150,6 +153,11 @@ class TokenManager:
         refresh: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        if not key.strip():
+            raise ConfigError(
+                "no fal key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), or use "
+                "the built-in backend (fal_stream.backend.LocalBackend)"
+            )
         self._key = key
         self._url = token_url(rest_url)
         self._lifetime_s = lifetime_s

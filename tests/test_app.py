@@ -169,6 +169,24 @@ def test_app_webcam_stream_frames(
     wait_until(lambda: len(output_images(session)) >= first + 2)
 
 
+def test_app_out_of_range_controls_are_clamped_not_refused(
+    running: RunningApp, browser: Callable[[str], Browserless]
+) -> None:
+    """A typed strength of 5, steps of 99 and a seed of -1 still draw: the values
+    are clamped instead of failing every event until corrected."""
+    session = browser("clamp")
+    start(session, running)
+    controls = ["a red cat", 5, -1, 99, APP_ID]
+    session.join(
+        running.fn_index("sketch", "change"), [picture_uri((200, 0, 0)), *controls]
+    )
+    wait_until(lambda: output_images(session))
+    assert not any(
+        m.get("msg") == "process_completed" and not m.get("success", True)
+        for m in session.snapshot()
+    )
+
+
 def test_app_bad_picture_warns(
     running: RunningApp, browser: Callable[[str], Browserless]
 ) -> None:

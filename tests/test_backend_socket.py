@@ -213,7 +213,10 @@ async def test_socket_newest_pending_input_wins(backend: LocalBackend) -> None:
     async with await _open(backend) as ws:
         answered = await _results_of_burst(ws, seeds)
 
-    assert answered in ([15], [11, 15])
+    # The model may have started on an early input before the rest arrived;
+    # after that only the newest pending one is answered.
+    assert answered[-1] == 15 and len(answered) <= 2
+    assert answered == sorted(answered)
     assert backend.stats.inputs == 5
     assert backend.stats.inputs_dropped == 5 - len(answered)
 
@@ -226,7 +229,7 @@ async def test_socket_max_buffering_keeps_more(backend: LocalBackend) -> None:
         answered = await _results_of_burst(ws, seeds)
 
     assert answered[-3:] == [4, 5, 6]
-    assert answered in ([4, 5, 6], [1, 4, 5, 6])
+    assert len(answered) <= 4 and answered == sorted(answered)
 
 
 async def test_socket_serves_connections_concurrently(backend: LocalBackend) -> None:

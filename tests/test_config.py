@@ -38,9 +38,13 @@ def test_settings_env_wins_over_dotenv(tmp_path: Path) -> None:
     ("env", "message"),
     [
         ({"FAL_STREAM_FRAME_SIZE": "big"}, "FAL_STREAM_FRAME_SIZE"),
-        ({"FAL_STREAM_FRAME_SIZE": "5000"}, "frame_size must be between"),
+        ({"FAL_STREAM_FRAME_SIZE": "5000"}, "FAL_STREAM_FRAME_SIZE must be between"),
+        (
+            {"FAL_STREAM_MIN_INTERVAL_MS": "-5"},
+            "FAL_STREAM_MIN_INTERVAL_MS must be between 0 and 5000, not -5",
+        ),
         ({"FAL_STREAM_JPEG_QUALITY": "nan"}, "FAL_STREAM_JPEG_QUALITY"),
-        ({"FAL_STREAM_BACKEND": "cloud"}, "backend must be"),
+        ({"FAL_STREAM_BACKEND": "cloud"}, "FAL_STREAM_BACKEND must be"),
         ({"FAL_STREAM_BACKEND": "fal"}, "needs a key"),
     ],
 )

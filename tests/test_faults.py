@@ -103,7 +103,7 @@ async def test_fault_dropped_socket_says_retrying(
     gets its result."""
     backend.faults.drop_after_inputs, backend.faults.drop_times = 1, 1
     await relay.offer(picture(10))
-    assert (await message_of(relay)).startswith("Connection lost; retrying in ")
+    assert (await message_of(relay)).startswith("Connection lost (code 1006); ")
     await image_of(relay)
     await works_again(relay)
 
@@ -114,7 +114,9 @@ async def test_fault_close_1011_says_retrying(
     """A server close with 1011 says it retries and recovers by itself."""
     backend.faults.close_code, backend.faults.close_times = 1011, 1
     await relay.offer(picture(20))
-    assert (await message_of(relay)).startswith("Connection lost; retrying in ")
+    assert (await message_of(relay)).startswith(
+        "Connection lost (code 1011); retrying in "
+    )
     await image_of(relay)
     await works_again(relay)
 
@@ -237,7 +239,10 @@ async def test_fault_token_busy_for_long_says_so_and_recovers(
     backend.faults.token_status, backend.faults.token_times = status, 4
     await relay.offer(picture(80))
     message = await message_of(relay)
-    assert message.startswith(f"the token endpoint answered HTTP {status}: ")
+    assert message == (
+        f"fal's token service answered HTTP {status}; the next picture tries again "
+        "(if it keeps failing, check FAL_REST_URL and fal's status page)."
+    )
     assert backend.faults.token_times == 0
     await image_of(relay)
 
@@ -258,8 +263,8 @@ async def test_fault_token_endpoint_unreachable_says_where_to_look() -> None:
     try:
         await relay.offer(picture(85))
         assert await message_of(relay) == (
-            "could not reach the token endpoint (ConnectError); check the network "
-            "and FAL_REST_URL"
+            "fal's token service did not answer; the next picture tries again "
+            "(if it keeps failing, check FAL_REST_URL and fal's status page)."
         )
         await backend.open()
         await image_of(relay)

@@ -189,3 +189,46 @@ async def test_pool_reap_idle_and_time_limit(
     updates = [u async for u in relay.updates()]
     assert "reload" in updates[-1].message
     await pool.aclose()
+
+
+async def test_pool_closes_abandoned_sessions(
+    backend: LocalBackend, tokens: TokenManager
+) -> None:
+    """A session that never sends anything (a script with no heartbeat) loses its
+    place after the abandon time, so it cannot hold the app busy for ever."""
+    pool = RelayPool(
+        lambda sid: make_relay(backend, tokens, sid),
+        max_sessions=1,
+        idle_close_s=10,
+        abandon_s=50,
+    )
+    squatter = pool.get("squatter")
+    with pytest.raises(BusyError):
+        pool.get("visitor")
+    assert await pool.reap(squatter.last_active + 49) == []
+    assert await pool.reap(squatter.last_active + 50) == ["squatter"]
+    updates = [u async for u in squatter.updates()]
+    assert "idle for" in updates[-1].message and "reload" in updates[-1].message
+    assert pool.get("visitor") is not None
+    await pool.aclose()
+
+
+async def test_relay_cleared_sketch_clears_output(
+    backend: LocalBackend, tokens: TokenManager
+) -> None:
+    """Clearing the sketch clears the output instead of leaving the last result."""
+    relay = make_relay(backend, tokens, "clear")
+    await relay.offer(picture((0, 0, 200)))
+    assert (await next_image(relay)).image
+
+    async def cleared() -> Update:
+        async for update in relay.updates():
+            if update.image == "":
+                return update
+        raise AssertionError("updates ended")
+
+    waiter = asyncio.create_task(cleared())
+    await asyncio.sleep(0.05)
+    await relay.offer(np.full((64, 64, 3), 255, np.uint8))
+    assert (await asyncio.wait_for(waiter, 5)).image == ""
+    await relay.aclose()

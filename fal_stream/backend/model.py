@@ -186,7 +186,9 @@ def preview(
     lut = _posterized_lut(palette_for(prompt), levels)
     # A wash from light at the top to dark at the bottom gives flat areas (the
     # white paper of a sketch) several tones to paint with, like sky and ground.
-    wash = (np.arange(height, dtype=np.int16) * WASH_DEPTH // max(height, 1))[:, None]
+    # int32: row * depth overflows int16 from row 469 of a 512-row frame.
+    rows = np.arange(height, dtype=np.int32)
+    wash = (rows * WASH_DEPTH // max(height, 1)).astype(np.int16)[:, None]
     texture = _brush_texture(height, width, seed)
     textured = np.clip(luma.astype(np.int16) - wash + texture, 0, 255)
 

@@ -1,12 +1,14 @@
-"""Two ``gr.Image`` variants that keep frames encoded on the hot path.
+"""Variants of Gradio components that suit a live stream.
 
 Stock ``gr.Image`` decodes every webcam frame into an array, and writes every output
 frame to a cache file that the browser then fetches. The browser already sends JPEG
-and the model already answers JPEG, so these pass the encoded bytes through.
+and the model already answers JPEG, so the two image variants pass the encoded bytes
+through. The slider variant clamps what is typed into it instead of failing.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gradio as gr
@@ -40,3 +42,18 @@ class DataURLImage(gr.Image):
         if isinstance(value, str) and value.startswith("data:"):
             return ImageData(url=value, mime_type=value[5 : value.find(";")])
         return super().postprocess(value)  # type: ignore[return-value]
+
+
+class ClampedSlider(gr.Slider):
+    """A slider whose typed-in value is clamped into range instead of refused.
+
+    Stock ``gr.Slider`` refuses an out-of-range number before the handler runs,
+    which fails every event that takes it as an input until it is corrected.
+    """
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:
+        if isinstance(payload, int | float) and math.isfinite(payload):
+            payload = min(max(payload, self.minimum), self.maximum)
+        return super().preprocess(payload)

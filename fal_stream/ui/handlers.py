@@ -35,7 +35,7 @@ class SessionHandlers:
             yield gr.skip(), self.runtime.label, _warn(str(exc))
             return
         async for update in relay.updates():
-            image = update.image if update.image is not None else gr.skip()
+            image: Any = gr.skip() if update.image is None else update.image or None
             yield image, update.status, _warn(update.message)
 
     async def frame(
