@@ -13,7 +13,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from fal_stream import RealtimeSession, Result, Settings, TokenManager
+from fal_stream import RealtimeSession, Result, SessionState, Settings, TokenManager
 from fal_stream.backend import LocalBackend
 from fal_stream.frames import to_model_jpeg
 
@@ -44,6 +44,9 @@ async def redraw(picture: Path, prompt: str, out: Path) -> None:
                 print(f"wrote {out} after {event.latency_s * 1000:.0f} ms")
                 return
             print(f"problem: {event}", file=sys.stderr)  # says what to do
+            if session.state is SessionState.FAILED:
+                # Final until a new frame is sent: a refused key, say.
+                raise SystemExit(1)
 
 
 if __name__ == "__main__":

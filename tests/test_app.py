@@ -310,3 +310,36 @@ def test_example_realtime_client_runs_offline(tmp_path: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert frames.to_array(out.read_bytes()).shape == (512, 512, 3)
+
+
+def test_example_realtime_client_stops_on_refused_key(tmp_path: Any) -> None:
+    """With a key the token host refuses, the example says so and exits instead
+    of waiting for ever."""
+    from fal_stream.backend import LocalBackend
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAL_")}
+    with LocalBackend(key="the-right-key") as backend:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "examples/realtime_client.py",
+                "examples/sketches/cat.png",
+                "a cat",
+                str(tmp_path / "out.jpg"),
+            ],
+            cwd=root,
+            env={
+                **env,
+                "PYTHONPATH": root,
+                "FAL_KEY": "a-wrong-key",
+                "FAL_REST_URL": backend.rest_url,
+                "FAL_RUN_HOST": backend.run_host,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "fal refused the key (HTTP 401)" in result.stderr
+    assert "a-wrong-key" not in result.stderr
