@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GRADIO_ANALYTICS_ENABLED=False
 export BENCH_RESULTS_DIR="${BENCH_RESULTS_DIR:-bench/results}"
-PY=.venv/bin/python
+# The Python with requirements-dev.txt installed; .venv if there is one.
+PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 mkdir -p "$BENCH_RESULTS_DIR"
 
 if [[ "${QUICK:-0}" == "1" ]]; then

@@ -30,9 +30,9 @@ from common import BackendProcess, report, summary_ms
 from PIL import Image
 
 from bench.bench_codec import make_frame, pil_encode
+from fal_stream import RealtimeSession, Result, SessionState
 from fal_stream.endpoints import AppId
 from fal_stream.relay import Controls
-from fal_stream.session import RealtimeSession, Result, SessionState
 from fal_stream.tokens import TokenManager
 
 APP = AppId.parse("fal-ai/fast-lcm-diffusion/image-to-image")

@@ -22,7 +22,8 @@ from .errors import (
     RealtimeError,
     TokenError,
 )
-from .session import Event, RealtimeSession, Result, SessionState, SessionStats
+from .events import Event, Result, SessionState, SessionStats
+from .session import RealtimeSession
 from .tokens import TokenManager
 
 __all__ = [

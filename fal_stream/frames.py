@@ -190,11 +190,16 @@ def is_blank(image: ImageInput, *, min_level: int = 250) -> bool:
     Raises:
         BadInputError: As for :func:`to_model_jpeg`.
     """
-    im = _source(image)
-    if im.format == "JPEG":
-        # A quarter-scale decode is a third of the work and still sees any stroke
-        # of the sketchpad's brushes; this runs on every frame.
-        im.draft("RGB", (max(1, im.width // 4), max(1, im.height // 4)))
+    data = _encoded_bytes(image)
+    if data is None:
+        im = _source(image)
+    else:
+        im = _open_encoded(data)
+        if im.format == "JPEG":
+            # A quarter-scale decode is a third of the work and still sees any
+            # stroke of the sketchpad's brushes; this runs on every frame.
+            im.draft("RGB", (max(1, im.width // 4), max(1, im.height // 4)))
+        im = _upright(_decode(im))
     im = _normalize_mode(im)
     if im.mode == "RGBA" and im.getchannel("A").getbbox() is None:
         return True

@@ -31,7 +31,8 @@ from .errors import (
     RealtimeError,
     TokenError,
 )
-from .session import RealtimeSession, Result, SessionState
+from .events import Result, SessionState
+from .session import RealtimeSession
 from .tokens import TokenSource
 
 logger = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fal_stream import Event, RealtimeSession, Result, SessionState
 from fal_stream.backend import Faults, LocalBackend
 from fal_stream.backend.faults import ResultFault
 from fal_stream.config import Settings
 from fal_stream.errors import FalStreamError
 from fal_stream.relay import Relay, Update, explain
-from fal_stream.session import Event, RealtimeSession, Result, SessionState
 from fal_stream.tokens import TokenManager
 
 APP = "fal-ai/fast-lcm-diffusion/image-to-image"

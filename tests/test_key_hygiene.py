@@ -26,8 +26,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
+from fal_stream import RealtimeSession, Result
 from fal_stream.backend import Faults, LocalBackend
-from fal_stream.session import RealtimeSession, Result
 from fal_stream.tokens import TokenManager
 from scripts.soak import picture_uri
 

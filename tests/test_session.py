@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image
 
+from fal_stream import Event, RealtimeSession, Result, SessionState
 from fal_stream.backend import Faults, LocalBackend
 from fal_stream.errors import (
     AuthError,
@@ -20,7 +21,6 @@ from fal_stream.errors import (
     FalStreamError,
     RealtimeError,
 )
-from fal_stream.session import Event, RealtimeSession, Result, SessionState
 from fal_stream.tokens import TokenManager
 
 APP = "fal-ai/fast-lcm-diffusion/image-to-image"

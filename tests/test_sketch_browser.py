@@ -320,6 +320,8 @@ def test_live_sketch_refuses_non_picture(sketch_page: SketchPage) -> None:
     page = sketch_page.page
     draw_stroke(page, CANVAS, _line(0.2, 0.5, 0.8, 0.5, 5), steps=4)
     sketch_page.settle()
+    # A frame of the stroke still in flight would be counted against the upload.
+    page.wait_for_timeout(300)
     count = len(sketch_page.arrivals)
 
     page.set_input_files(
