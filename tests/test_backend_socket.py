@@ -367,7 +367,7 @@ async def test_socket_survives_client_misbehaviour(
 
 
 def test_faults_fresh_per_backend(backend: LocalBackend) -> None:
-    """The fixture's backend starts with default faults, which can be swapped."""
-    assert backend.faults == Faults()
+    """The fixture's backend starts with no faults, which can be swapped."""
+    assert backend.faults == Faults(idle_timeout_s=30.0)
     backend.faults = Faults(idle_timeout_s=5)
     assert backend.faults.idle_timeout_s == 5

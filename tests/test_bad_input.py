@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from fal_stream import frames
-from fal_stream.backend import Faults, LocalBackend
+from fal_stream.backend import LocalBackend
 from fal_stream.config import Settings
 from fal_stream.errors import BadInputError
 from fal_stream.relay import MAX_PROMPT_CHARS, MAX_SEED, Controls, Relay
@@ -57,12 +57,6 @@ def reset_rss_peak() -> float:
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")
     return rss_peak_mb()
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[LocalBackend]:
-    async with LocalBackend(faults=Faults(idle_timeout_s=30.0)) as running:
-        yield running
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fal_stream import Event, RealtimeSession, Result, SessionState
-from fal_stream.backend import Faults, LocalBackend
+from fal_stream.backend import LocalBackend
 from fal_stream.backend.faults import ResultFault
 from fal_stream.config import Settings
 from fal_stream.errors import FalStreamError
@@ -36,19 +36,6 @@ def picture(shade: int) -> np.ndarray:
     image = np.full((96, 128, 3), 255, np.uint8)
     image[20:80, 30:100] = (shade, 40, 200 - shade)
     return image
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[LocalBackend]:
-    async with LocalBackend(faults=Faults(idle_timeout_s=30.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def tokens(backend: LocalBackend) -> AsyncIterator[TokenManager]:
-    manager = TokenManager(backend.key, rest_url=backend.rest_url)
-    yield manager
-    await manager.aclose()
 
 
 @pytest.fixture

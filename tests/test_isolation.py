@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from fal_stream.backend import Faults, LocalBackend
+from fal_stream.backend import LocalBackend
 from fal_stream.config import Settings
 from fal_stream.relay import Relay
 from fal_stream.runtime import Limits
@@ -183,12 +183,6 @@ def test_isolation_spaces_get_tighter_limits(monkeypatch: pytest.MonkeyPatch) ->
     assert Limits.for_environment() == Limits(20, 120.0, None, 600.0)
     monkeypatch.setenv("SPACE_ID", "someone/fal_stream")
     assert Limits.for_environment() == Limits(8, 60.0, 900.0, 300.0)
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[LocalBackend]:
-    async with LocalBackend(faults=Faults(idle_timeout_s=30.0)) as running:
-        yield running
 
 
 async def test_isolation_frame_rate_cap_per_session(backend: LocalBackend) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from fal_stream import frames
-from fal_stream.backend import Faults, LocalBackend
+from fal_stream.backend import LocalBackend
 from fal_stream.config import Settings
 from fal_stream.errors import BadInputError
 from fal_stream.pool import BusyError, RelayPool
@@ -25,19 +24,6 @@ def picture(color: tuple[int, int, int]) -> np.ndarray:
     image = np.full((96, 128, 3), 255, np.uint8)
     image[20:80, 30:100] = color
     return image
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[LocalBackend]:
-    async with LocalBackend(faults=Faults(idle_timeout_s=30.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def tokens(backend: LocalBackend) -> AsyncIterator[TokenManager]:
-    manager = TokenManager(backend.key, rest_url=backend.rest_url)
-    yield manager
-    await manager.aclose()
 
 
 def make_relay(backend: LocalBackend, tokens: TokenManager, name: str) -> Relay:

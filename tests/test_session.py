@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from fal_stream import Event, RealtimeSession, Result, SessionState
-from fal_stream.backend import Faults, LocalBackend
+from fal_stream.backend import LocalBackend
 from fal_stream.errors import (
     AuthError,
     ConnectionLostError,
@@ -37,19 +37,6 @@ FRAME = jpeg()
 
 def inputs(seed: int = 1) -> dict[str, object]:
     return {"prompt": "a red square", "image_bytes": FRAME, "seed": seed}
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[LocalBackend]:
-    async with LocalBackend(faults=Faults(idle_timeout_s=30.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def tokens(backend: LocalBackend) -> AsyncIterator[TokenManager]:
-    manager = TokenManager(backend.key, rest_url=backend.rest_url)
-    yield manager
-    await manager.aclose()
 
 
 @pytest.fixture
