@@ -288,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             footer_links=["gradio", "settings"],
             app_kwargs={"routes": proxy_routes(runtime, proxy, apps=REALTIME_APPS)},
         )
+    except OSError as exc:
+        # Gradio's own text tells the reader to edit a launch() call.
+        why = exc.strerror or "the port is in use"
+        raise SystemExit(
+            f"fal_stream: cannot listen on {args.host}:{args.port} ({why}); "
+            "choose another with --port or GRADIO_SERVER_PORT"
+        ) from None
     finally:
         runtime.stop_backend()
 
