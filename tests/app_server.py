@@ -7,7 +7,8 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +124,29 @@ class Browserless:
         self.http.close()
         if self._reader is not None:
             self._reader.join(timeout=5)
+
+
+@contextlib.contextmanager
+def browserless_sessions(
+    running: RunningApp, *, load: bool = False
+) -> Iterator[Callable[[str], Browserless]]:
+    """Open named browser sessions on demand; close them all at the end.
+
+    Args:
+        load: Join the page's load event on opening, as a browser does, which
+            starts the session's output stream.
+    """
+    opened: list[Browserless] = []
+
+    def open_session(name: str) -> Browserless:
+        session = Browserless(running, f"{name}-{time.monotonic_ns()}")
+        if load:
+            session.join(running.fn_index(None, "load"), [])
+        opened.append(session)
+        return session
+
+    try:
+        yield open_session
+    finally:
+        for session in opened:
+            session.close()

@@ -20,7 +20,7 @@ from fal_stream import frames
 from fal_stream.config import Settings
 from fal_stream.runtime import Limits
 
-from .app_server import Browserless, RunningApp, serve_app
+from .app_server import Browserless, RunningApp, browserless_sessions, serve_app
 
 APP_ID = "fal-ai/fast-lcm-diffusion/image-to-image"
 CONTROLS = ["a red cat", 0.6, 42, 4, APP_ID]
@@ -34,16 +34,8 @@ def running() -> Iterator[RunningApp]:
 
 @pytest.fixture
 def browser(running: RunningApp) -> Iterator[Callable[[str], Browserless]]:
-    opened: list[Browserless] = []
-
-    def open_session(name: str) -> Browserless:
-        session = Browserless(running, f"{name}-{time.monotonic_ns()}")
-        opened.append(session)
-        return session
-
-    yield open_session
-    for session in opened:
-        session.close()
+    with browserless_sessions(running) as open_session:
+        yield open_session
 
 
 def picture_uri(color: tuple[int, int, int]) -> str:

@@ -28,7 +28,7 @@ from fal_stream.errors import BadInputError
 from fal_stream.relay import MAX_PROMPT_CHARS, MAX_SEED, Controls, Relay
 from fal_stream.tokens import TokenManager
 
-from .app_server import Browserless, RunningApp, serve_app
+from .app_server import Browserless, RunningApp, browserless_sessions, serve_app
 
 APP_ID = "fal-ai/fast-lcm-diffusion/image-to-image"
 SETTINGS = Settings(min_interval_s=0.0, frame_size=128)
@@ -231,17 +231,8 @@ def running() -> Iterator[RunningApp]:
 
 @pytest.fixture
 def browser(running: RunningApp) -> Iterator[Callable[[str], Browserless]]:
-    opened: list[Browserless] = []
-
-    def open_session(name: str) -> Browserless:
-        session = Browserless(running, f"{name}-{time.monotonic_ns()}")
-        session.join(running.fn_index(None, "load"), [])
-        opened.append(session)
-        return session
-
-    yield open_session
-    for session in opened:
-        session.close()
+    with browserless_sessions(running, load=True) as open_session:
+        yield open_session
 
 
 def _wait_until(predicate: Callable[[], object]) -> None:

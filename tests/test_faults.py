@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fal_stream import Event, RealtimeSession, Result, SessionState
+from fal_stream import RealtimeSession, Result, SessionState
 from fal_stream.backend import LocalBackend
 from fal_stream.backend.faults import ResultFault
 from fal_stream.config import Settings
 from fal_stream.errors import FalStreamError
 from fal_stream.relay import Relay, Update, explain
 from fal_stream.tokens import TokenManager
+
+from .test_session import next_events
 
 APP = "fal-ai/fast-lcm-diffusion/image-to-image"
 SETTINGS = Settings(min_interval_s=0.0, frame_size=128)
@@ -351,14 +353,14 @@ async def test_fault_silent_model_times_out(
         result_timeout_s=0.5,
     ) as session:  # fmt: skip
         session.send({"prompt": "p", "image_bytes": _jpeg(), "seed": 1})
-        (error,) = await _events(session, 1)
+        (error,) = await next_events(session, 1, WAIT_S)
         assert isinstance(error, FalStreamError)
         assert explain(error) == "The model did not answer in time; reconnecting."
         await asyncio.wait_for(
             _until(lambda: session.state is SessionState.IDLE), WAIT_S
         )
         session.send({"prompt": "p", "image_bytes": _jpeg(), "seed": 2})
-        (result,) = await _events(session, 1)
+        (result,) = await next_events(session, 1, WAIT_S)
         assert isinstance(result, Result) and result.payload["seed"] == 2
         assert session.stats.frames_lost == 1 and session.stats.connects == 2
 
@@ -367,19 +369,6 @@ def _jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 40, 40)).save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-async def _events(session: RealtimeSession, count: int) -> list[Event]:
-    got: list[Event] = []
-
-    async def collect() -> None:
-        async for event in session.events():
-            got.append(event)
-            if len(got) == count:
-                return
-
-    await asyncio.wait_for(collect(), WAIT_S)
-    return got
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
